@@ -1,0 +1,109 @@
+"""The `rlvr-world` command line.
+
+    rlvr-world run [--preset default|full] [--rl.steps 50 ...]   the whole pipeline
+    rlvr-world eval --model DIR [--limit N]                       greedy evaluation of a saved model
+
+Every error a user can cause ends in one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import OneLineParser, add_options, apply_overrides
+from .device import quiet_hf
+
+
+@dataclass
+class EvalConfig:
+    """Greedy evaluation of a saved model on a domain's test split."""
+
+    model: str = ""  # a model directory (Hugging Face format, tokenizer inside)
+    domain: str = "textgame"  # which domain
+    limit: int = 0  # evaluate a fixed random subset of this many test examples (0: all)
+    batch_size: int = 48  # prompts per decoding batch
+    max_new_tokens: int = 512  # longest response
+    out: str = ""  # write the summary and per-example records to this JSON file
+    device: str = "auto"  # auto, cpu, cuda, ...
+    dtype: str = "auto"  # auto, bf16 or fp32
+    threads: int = 0  # torch CPU threads (0: one per core)
+
+
+def parser() -> argparse.ArgumentParser:
+    from .pipeline import PRESETS, preset
+
+    p = OneLineParser(prog="rlvr-world", description="World models post-trained with RLVR.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    run = sub.add_parser("run", help="tokenizer -> MLE -> RLVR -> evaluation -> results")
+    run.add_argument("--preset", choices=PRESETS, default="default", help="named configuration (default: default)")
+    add_options(run, preset("default"))
+    ev = sub.add_parser("eval", help="greedy evaluation of a saved model")
+    add_options(ev, EvalConfig())
+    return p
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from .pipeline import Pipeline, command_line, preset
+
+    cfg = apply_overrides(preset(args.preset), args, skip=("command", "preset"))
+    res = Pipeline(cfg).run(command_line())
+    from .report import markdown
+
+    print(markdown(res))
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    import functools
+
+    from . import device as dev
+    from . import domains
+    from .engine import models
+    from .engine.checkpoint import save_json
+    from .engine.evaluate import evaluate
+    from .pipeline import subsample
+    from .text import load_tokenizer
+
+    cfg = apply_overrides(EvalConfig(), args, skip=("command",))
+    if not cfg.model:
+        raise ValueError("--model is required")
+    dev.set_threads(cfg.threads)
+    device = dev.pick_device(cfg.device)
+    domain_cls, data_cls, _ = domains.get(cfg.domain)
+    model = models.load(cfg.model)
+    tok = load_tokenizer(cfg.model)
+    models.check_vocab(model, len(tok), cfg.model)
+    domain = domain_cls(tok, data_cls())
+    test = domain.examples("test")
+    if cfg.limit:
+        test = subsample(test, cfg.limit, seed=1)
+    amp = functools.partial(dev.autocast, device, dev.resolve_dtype(cfg.dtype, device))
+    r = evaluate(model.to(device), domain, test, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
+                 autocast=amp)
+    print(json.dumps(r.summary(), indent=2))
+    if cfg.out:
+        save_json(Path(cfg.out), {**r.summary(), "model": cfg.model, "records": r.records})
+
+
+def main(argv: list[str] | None = None) -> int:
+    quiet_hf()
+    args = parser().parse_args(argv)
+    from .domains.textgame.data import DataError
+    from .engine.models import ModelError
+
+    try:
+        {"run": cmd_run, "eval": cmd_eval}[args.command](args)
+    except (DataError, ModelError, ValueError, FileNotFoundError) as e:
+        sys.stderr.write(f"rlvr-world: error: {e}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("rlvr-world: interrupted; continue with --resume\n")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

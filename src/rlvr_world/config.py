@@ -1,0 +1,79 @@
+"""Dataclass configs -> command-line options, with help taken from each field's comment.
+
+Nested dataclasses become dotted options (`--rl.steps 50`). Only options given
+on the command line override the preset's values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import re
+import sys
+from typing import Any
+
+_COMMENT = re.compile(r"^\s+(\w+)\s*:[^#]*#\s*(.+)$")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Bad command lines get one line of error and exit status 2."""
+
+    def error(self, message: str):  # noqa: D102
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        sys.exit(2)
+
+
+def field_help(cls) -> dict[str, str]:
+    try:
+        src = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    return {m.group(1): m.group(2).strip() for m in map(_COMMENT.match, src.splitlines()) if m}
+
+
+def _bool(s: str) -> bool:
+    if s.lower() in ("1", "true", "yes", "on"):
+        return True
+    if s.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
+
+
+_TYPES = {"int": int, "float": float, "str": str, "bool": _bool}
+
+
+def add_options(parser: argparse.ArgumentParser, cfg: Any, prefix: str = "") -> None:
+    """One option per leaf field of the dataclass instance `cfg`."""
+    helps = field_help(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        name = prefix + f.name
+        if dataclasses.is_dataclass(value):
+            add_options(parser, value, name + ".")
+            continue
+        t = str(f.type)
+        kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS,
+                              "help": f"{helps.get(f.name, '')} (default: {value!r})"}
+        if t.startswith("list"):
+            kw.update(nargs="*", type=str, metavar="X")
+        elif t == "bool":
+            kw.update(nargs="?", const=True, type=_bool, metavar="BOOL")
+        else:
+            kw.update(type=_TYPES.get(t, str), metavar=t.upper())
+        parser.add_argument("--" + name.replace("_", "-"), **kw)
+
+
+def apply_overrides(cfg: Any, args: argparse.Namespace, skip: tuple[str, ...] = ()) -> Any:
+    """Set every dotted option present in `args` on the nested config."""
+    for key, value in vars(args).items():
+        if key in skip:
+            continue
+        *path, leaf = key.split(".")
+        target = cfg
+        for p in path:
+            target = getattr(target, p)
+        if not hasattr(target, leaf):
+            raise ValueError(f"unknown option {key}")
+        setattr(target, leaf, value)
+    return cfg

@@ -1,0 +1,17 @@
+"""Domains, listed once. Adding a domain touches this file and its own folder only."""
+
+from __future__ import annotations
+
+from . import textgame
+
+# name -> (domain class, its data-options dataclass, tokenizer factory)
+DOMAINS = {
+    "textgame": (textgame.TextGameDomain, textgame.TextGameData, textgame.make_tokenizer),
+}
+
+
+def get(name: str):
+    try:
+        return DOMAINS[name]
+    except KeyError:
+        raise ValueError(f"unknown domain {name!r}; known: {', '.join(DOMAINS)}") from None

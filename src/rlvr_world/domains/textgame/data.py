@@ -1,0 +1,110 @@
+"""Loading the bundled ByteSized32 state-prediction data (see data/PROVENANCE.md).
+
+A transition is (current objects + score, action) -> (tick-state objects +
+next score). The full next state to predict is `tick_state` with
+`next_score_state`, as in the benchmark's "full" setting.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+DATA_DIR = Path(__file__).parent / "data"
+SPLITS = {"train": DATA_DIR / "train.jsonl.gz", "test": DATA_DIR / "test.jsonl.gz"}
+
+
+class DataError(ValueError):
+    """A data file that is missing or cannot be read."""
+
+
+@dataclass
+class Transition:
+    game: str
+    state_id: str
+    task: str
+    action: str
+    objects: list[dict]  # current state's objects
+    score: dict  # current {score, gameOver, gameWon}
+    next_objects: list[dict]  # tick_state objects
+    next_score: dict
+    max_uuid: int  # uuids of new objects start here
+
+    @property
+    def changed(self) -> bool:
+        """Any object differs between the states: the benchmark's "changed" group (1,154 of 2,954 test)."""
+        return self.objects != self.next_objects
+
+
+def _transition(row: dict) -> Transition:
+    cur, tick = row["current_state"], row["tick_state"]
+    return Transition(
+        game=row["game"],
+        state_id=str(row["state_id"]),
+        task=cur.get("taskDesc", ""),
+        action=row["action_state"]["lastAction"],
+        objects=cur["objects"],
+        score=row["current_score_state"],
+        next_objects=tick["objects"],
+        next_score=row["next_score_state"],
+        max_uuid=int(cur.get("max_UUID", 0)),
+    )
+
+
+def read_jsonl(path: str | Path) -> list[Transition]:
+    """Transitions from a (gzipped) JSON-lines file, or a one-line DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    opener = gzip.open if path.suffix == ".gz" else open
+    out = []
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if line.strip():
+                    out.append(_transition(json.loads(line)))
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read {path}: {e}") from e
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise DataError(f"{path}, line {lineno}: not a text-game transition ({type(e).__name__}: {e})") from e
+    if not out:
+        raise DataError(f"{path} holds no transitions")
+    return out
+
+
+def load_split(split: str, path: str = "") -> list[Transition]:
+    """The bundled split, or `path` when given."""
+    return read_jsonl(path or SPLITS[split])
+
+
+def select_games(transitions: list[Transition], games: list[str]) -> list[Transition]:
+    """Keep the named games (all when `games` is empty); unknown names are an error."""
+    if not games:
+        return transitions
+    known = {t.game for t in transitions}
+    unknown = sorted(set(games) - known)
+    if unknown:
+        raise DataError(f"unknown game(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    keep = set(games)
+    return [t for t in transitions if t.game in keep]
+
+
+def rebalance(transitions: list[Transition], unchanged_ratio: float, seed: int) -> list[Transition]:
+    """Every changing transition plus a random subset of unchanged ones.
+
+    `unchanged_ratio` unchanged transitions are kept per changing one (as the
+    paper did, so RL data is not swamped by transitions that change nothing);
+    a negative ratio keeps everything.
+    """
+    if unchanged_ratio < 0:
+        return list(transitions)
+    changed = [t for t in transitions if t.changed]
+    unchanged = [t for t in transitions if not t.changed]
+    rng = random.Random(seed)
+    keep = rng.sample(unchanged, min(len(unchanged), int(round(unchanged_ratio * len(changed)))))
+    out = changed + keep
+    rng.shuffle(out)
+    return out

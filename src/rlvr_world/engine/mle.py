@@ -1,0 +1,123 @@
+"""Maximum-likelihood training: teacher-forced next-token loss on the target tokens only.
+
+Batches are formed by token budget from length-sorted chunks of a seeded
+shuffle, so padding stays small; the whole batch plan is a function of the
+seed, which makes `--resume` continue exactly where a run stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from ..progress import advance, bar
+from .checkpoint import MetricLog, load_trainer_state, save_model
+from .domain import Example
+from .sequences import make_batch, token_logprobs
+
+
+@dataclass
+class MLEConfig:
+    """Maximum-likelihood training."""
+
+    epochs: float = 1.0  # passes over the training examples
+    lr: float = 1e-3  # peak learning rate (AdamW)
+    min_lr_ratio: float = 0.1  # cosine decay ends at lr * this
+    warmup_steps: int = 30  # linear warm-up steps
+    weight_decay: float = 0.1  # AdamW weight decay
+    batch_tokens: int = 12288  # padded prompt+target tokens per optimizer step
+    grad_clip: float = 1.0  # gradient-norm clipping
+    save_every: int = 200  # steps between checkpoints
+    seed: int = 0  # data order and initialisation
+
+
+def plan_batches(lengths: Sequence[int], batch_tokens: int, epochs: float, seed: int) -> list[list[int]]:
+    """Index batches for every step: per epoch, shuffle, sort chunks by length, cut by token budget."""
+    rng = random.Random(seed)
+    n_epochs = math.ceil(epochs)
+    plan: list[list[int]] = []
+    for _ in range(n_epochs):
+        order = list(range(len(lengths)))
+        rng.shuffle(order)
+        batches = []
+        chunk = 64 * max(1, batch_tokens // max(1, max(lengths)))
+        for s in range(0, len(order), chunk):
+            part = sorted(order[s: s + chunk], key=lambda i: lengths[i])
+            cur: list[int] = []
+            for i in part:
+                if cur and (len(cur) + 1) * lengths[i] > batch_tokens:  # sorted: i is the longest
+                    batches.append(cur)
+                    cur = []
+                cur.append(i)
+            if cur:
+                batches.append(cur)
+        rng.shuffle(batches)
+        plan.extend(batches)
+    return plan[: max(1, round(len(plan) * epochs / n_epochs))]
+
+
+def lr_at(step: int, total: int, cfg: MLEConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    frac = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+def mle_loss(model, examples: Sequence[Example], pad_id: int, autocast=None) -> tuple[torch.Tensor, int]:
+    """Mean negative log-likelihood of the target tokens, and how many there were."""
+    batch = make_batch([e.prompt_ids for e in examples], [e.target_ids for e in examples], pad_id)
+    logp, _ = token_logprobs(model, batch, autocast=autocast)  # (N, T)
+    mask = batch.response_mask.to(logp.device).float()
+    return -(logp * mask).sum() / mask.sum(), batch.num_tokens
+
+
+def train_mle(
+    model: torch.nn.Module,
+    tokenizer,
+    examples: Sequence[Example],
+    cfg: MLEConfig,
+    out_dir: Path,
+    *,
+    autocast=None,
+    resume: bool = False,
+    on_step: Callable[[int, dict], None] | None = None,
+) -> torch.nn.Module:
+    """Train in place; checkpoints go to out_dir/checkpoint, the final model to out_dir/model."""
+    lengths = [len(e.prompt_ids) + len(e.target_ids) for e in examples]
+    plan = plan_batches(lengths, cfg.batch_tokens, cfg.epochs, cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    start = 0
+    state = load_trainer_state(out_dir / "checkpoint") if resume else None
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        start = state["step"]
+    log = MetricLog(out_dir / "metrics.jsonl", resume_step=start)
+    model.train()
+    pad_id = tokenizer.pad_token_id
+    with bar("MLE", total=len(plan)) as progress:
+        advance(progress, start)
+        for step in range(start, len(plan)):
+            t0 = time.perf_counter()
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, len(plan), cfg)
+            loss, n_tok = mle_loss(model, [examples[i] for i in plan[step]], pad_id, autocast)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            row = {"step": step + 1, "loss": loss.item(), "lr": opt.param_groups[0]["lr"], "grad_norm": gnorm.item(),
+                   "target_tokens": n_tok, "step_s": time.perf_counter() - t0}
+            log.write(row)
+            if on_step:
+                on_step(step + 1, row)
+            advance(progress, 1, f"loss {row['loss']:.3f}")
+            if (step + 1) % cfg.save_every == 0 and step + 1 < len(plan):
+                save_model(out_dir / "checkpoint", model, tokenizer, {"optimizer": opt.state_dict(), "step": step + 1})
+    save_model(out_dir / "model", model, tokenizer)
+    return model

@@ -1,0 +1,179 @@
+"""RLVR post-training with GRPO, top to bottom: sample -> decode -> reward -> advantage -> loss -> step.
+
+Axes: B prompts per step, G samples per prompt, N = B*G responses, T response tokens.
+
+One optimisation epoch per batch: the whole batch of N responses makes one
+optimizer step (gradients accumulated over micro-batches, token-mean over the
+whole batch), so the sampling policy is the policy being updated and the old
+log-probabilities are the current ones, detached: the clipped ratio starts
+at 1 and no second forward pass is spent on them. The frozen starting model
+supplies the reference log-probabilities for the k3 KL term.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from ..device import generator
+from ..progress import advance, bar
+from .checkpoint import MetricLog, load_trainer_state, save_model
+from .domain import Domain, Example
+from .grpo import group_advantages, grpo_loss
+from .sampler import sample
+from .sequences import make_batch, micro_batches, select, token_logprobs
+
+
+@dataclass
+class RLConfig:
+    """GRPO post-training."""
+
+    reward: str = "task_specific"  # which of the domain's rewards to optimise
+    steps: int = 100  # optimizer steps (one batch of rollouts each)
+    prompts_per_step: int = 8  # B: prompts per step
+    group_size: int = 5  # G: samples per prompt
+    lr: float = 2e-5  # constant learning rate (AdamW, no weight decay)
+    kl_coef: float = 0.001  # weight of the k3 KL penalty to the starting model
+    clip_eps: float = 0.2  # PPO clip range
+    grad_clip: float = 1.0  # gradient-norm clipping
+    temperature: float = 1.0  # sampling temperature for rollouts
+    top_k: int = 0  # 0 = no top-k filtering
+    top_p: float = 1.0  # 1 = no nucleus filtering
+    max_new_tokens: int = 512  # longest response sampled
+    micro_batch_size: int = 20  # responses per forward/backward pass
+    unchanged_ratio: float = 1.0  # unchanged transitions kept per changing one in RL data (-1: all)
+    eval_every: int = 20  # steps between greedy evaluations on the eval subset (0: never)
+    save_every: int = 20  # steps between checkpoints
+    seed: int = 0  # prompt order and sampling
+
+
+@dataclass
+class Rollouts:
+    """One step's sampled responses and what they earned."""
+
+    prompts: list[list[int]]  # (N,) prompt ids, each prompt repeated G times
+    responses: list[list[int]]  # (N,) response ids
+    rewards: torch.Tensor  # (N,)
+    advantages: torch.Tensor  # (N,)
+    parts: dict[str, float]  # mean reward components
+    finished: torch.Tensor  # (N,) bool
+
+
+def prompt_batches(n: int, per_step: int, steps: int, seed: int) -> list[list[int]]:
+    """Prompt indices for every step: consecutive slices of seeded shuffles."""
+    rng = random.Random(seed)
+    order: list[int] = []
+    while len(order) < per_step * steps:
+        perm = list(range(n))
+        rng.shuffle(perm)
+        order.extend(perm)
+    return [order[s * per_step: (s + 1) * per_step] for s in range(steps)]
+
+
+def mean_parts(parts: Sequence[dict]) -> dict[str, float]:
+    sums: dict[str, float] = defaultdict(float)
+    counts: dict[str, int] = defaultdict(int)
+    for p in parts:
+        for k, v in p.items():
+            if isinstance(v, (int, float)):
+                sums[k] += float(v)
+                counts[k] += 1
+    return {f"reward/{k}": sums[k] / counts[k] for k in sums}
+
+
+def collect(policy, domain: Domain, examples: Sequence[Example], cfg: RLConfig, step: int, autocast) -> Rollouts:
+    # ---- sample ----------------------------------------------------------
+    G = cfg.group_size
+    out = sample(policy, [e.prompt_ids for e in examples], eos_id=domain.eos_id, pad_id=domain.pad_id,
+                 max_new_tokens=cfg.max_new_tokens, num_samples=G, temperature=cfg.temperature,
+                 top_k=cfg.top_k, top_p=cfg.top_p, generator=generator(cfg.seed * 1_000_003 + step), autocast=autocast)
+    responses = out.responses()
+    # ---- decode + reward -------------------------------------------------
+    scored = [domain.score(cfg.reward, r, examples[i // G]) for i, r in enumerate(responses)]
+    rewards = torch.tensor([v for v, _ in scored])  # (N,)
+    # ---- advantage -------------------------------------------------------
+    adv, adv_metrics = group_advantages(rewards, G)  # (N,)
+    parts = {**mean_parts([p for _, p in scored]), **adv_metrics}
+    prompts = [e.prompt_ids for e in examples for _ in range(G)]
+    return Rollouts(prompts, responses, rewards, adv, parts, out.finished)
+
+
+def update(policy, ref, opt, ro: Rollouts, cfg: RLConfig, pad_id: int, autocast) -> dict[str, float]:
+    # ---- loss + step -----------------------------------------------------
+    batch = make_batch(ro.prompts, ro.responses, pad_id)
+    total_tokens = batch.num_tokens
+    metrics: dict[str, float] = defaultdict(float)
+    ent_sum = 0.0
+    opt.zero_grad(set_to_none=True)
+    for rows in micro_batches(len(ro.responses), cfg.micro_batch_size):
+        mb = select(batch, rows)
+        with torch.no_grad():
+            ref_logp, _ = token_logprobs(ref, mb, autocast=autocast) if cfg.kl_coef else (None, None)
+        logp, entropy = token_logprobs(policy, mb, autocast=autocast, with_entropy=True)  # (n, T)
+        mask = mb.response_mask.to(logp.device)
+        loss, m = grpo_loss(logp, logp.detach(), ref_logp, ro.advantages[rows].to(logp.device), mask,
+                            clip_eps=cfg.clip_eps, kl_coef=cfg.kl_coef, num_tokens=total_tokens)
+        loss.backward()
+        for k, v in m.items():
+            metrics[k] += v
+        ent_sum += float((entropy * mask).sum())
+    gnorm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+    opt.step()
+    metrics["policy/entropy"] = ent_sum / max(1, total_tokens)
+    metrics["policy/grad_norm"] = gnorm.item()
+    return dict(metrics)
+
+
+def train_rl(
+    policy: torch.nn.Module,
+    tokenizer,
+    domain: Domain,
+    examples: Sequence[Example],
+    cfg: RLConfig,
+    out_dir: Path,
+    *,
+    autocast=None,
+    resume: bool = False,
+    evaluate_fn: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+) -> torch.nn.Module:
+    """GRPO from the policy's current weights, which also become the frozen KL reference."""
+    ref = copy.deepcopy(policy).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
+    start = 0
+    state = load_trainer_state(out_dir / "checkpoint") if resume else None
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        ref.load_state_dict(state["reference"])
+        start = state["step"]
+    log = MetricLog(out_dir / "metrics.jsonl", resume_step=start)
+    plan = prompt_batches(len(examples), cfg.prompts_per_step, cfg.steps, cfg.seed)
+    if start == 0 and evaluate_fn and cfg.eval_every:
+        log.write({"step": 0, **evaluate_fn(policy)})
+    with bar("RLVR", total=cfg.steps) as progress:
+        advance(progress, start)
+        for step in range(start, cfg.steps):
+            t0 = time.perf_counter()
+            policy.eval()  # no dropout in rollouts or in the update
+            ro = collect(policy, domain, [examples[i] for i in plan[step]], cfg, step, autocast)
+            t_sample = time.perf_counter() - t0
+            m = update(policy, ref, opt, ro, cfg, domain.pad_id, autocast)
+            row = {"step": step + 1, "reward/mean": ro.rewards.mean().item(), **ro.parts, **m,
+                   "response/length": sum(map(len, ro.responses)) / len(ro.responses),
+                   "response/finished_frac": ro.finished.float().mean().item(),
+                   "time/sample_s": t_sample, "time/step_s": time.perf_counter() - t0}
+            if evaluate_fn and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+                row.update(evaluate_fn(policy))
+            log.write(row)
+            advance(progress, 1, f"reward {row['reward/mean']:.3f}  kl {row.get('loss/kl', 0):.4f}")
+            if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
+                save_model(out_dir / "checkpoint", policy, tokenizer,
+                           {"optimizer": opt.state_dict(), "reference": ref.state_dict(), "step": step + 1})
+    save_model(out_dir / "model", policy, tokenizer)
+    return policy

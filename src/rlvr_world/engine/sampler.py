@@ -1,0 +1,139 @@
+"""Batched autoregressive sampling with a KV cache, for any Hugging Face causal LM.
+
+Axes: B prompts, G samples per prompt, N = B*G rows, P prompt length (left
+padded), T generated tokens, V vocabulary.
+
+The sampler knows only token ids: prompts in, response ids out. Each prompt is
+prefilled once and its cache is repeated G times, so a group of G samples costs
+one prefill. Rows that emit the end-of-sequence id keep decoding pad tokens
+(masked out) until every row is done or `max_new_tokens` is reached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from transformers import DynamicCache
+
+
+@dataclass
+class SampleOutput:
+    """Generated responses, one row per (prompt, sample), prompt-major order."""
+
+    tokens: torch.Tensor  # (N, T) generated ids, pad after the end
+    lengths: torch.Tensor  # (N,) response length, end-of-sequence id included when emitted
+    finished: torch.Tensor  # (N,) bool: the row emitted end-of-sequence
+    logits: torch.Tensor | None = None  # (N, T, V) raw logits per step, when asked for
+
+    def responses(self) -> list[list[int]]:
+        return [row[:n].tolist() for row, n in zip(self.tokens, self.lengths)]
+
+
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad prompts into (B, P) ids and a (B, P) attention mask."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        if len(p):
+            ids[i, width - len(p):] = torch.as_tensor(p, dtype=torch.long)
+            mask[i, width - len(p):] = 1
+    return ids, mask
+
+
+def sample_next(
+    logits: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Draw one token per row from (N, V) logits; temperature 0 means greedy."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1)  # (N,)
+    logits = logits.float() / temperature
+    if top_k > 0 and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (N, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (N, V)
+        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)  # (N, V)
+        drop = cum - sorted_logits.softmax(dim=-1) >= top_p  # keep the smallest prefix reaching top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    probs = logits.softmax(dim=-1)  # (N, V)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (N,)
+
+
+@torch.no_grad()
+def sample(
+    model: torch.nn.Module,
+    prompts: Sequence[Sequence[int]],
+    *,
+    eos_id: int,
+    pad_id: int,
+    max_new_tokens: int,
+    num_samples: int = 1,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+    return_logits: bool = False,
+    autocast=None,
+) -> SampleOutput:
+    """Sample `num_samples` responses per prompt (temperature 0: greedy).
+
+    `autocast` is an optional context-manager factory for mixed precision.
+    """
+    device = next(model.parameters()).device
+    ids, mask = left_pad(prompts, pad_id)  # (B, P)
+    ids, mask = ids.to(device), mask.to(device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, P)
+    cache = DynamicCache()
+    ctx = autocast or contextlib.nullcontext
+    with ctx():
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+    logits = out.logits[:, -1, :]  # (B, V)
+    cache = out.past_key_values
+    G = num_samples
+    if G > 1:
+        cache.batch_repeat_interleave(G)
+        logits = logits.repeat_interleave(G, dim=0)  # (N, V)
+        mask = mask.repeat_interleave(G, dim=0)  # (N, P)
+        positions = positions.repeat_interleave(G, dim=0)  # (N, P)
+    N = logits.size(0)
+    next_pos = positions[:, -1] + 1  # (N,)
+    done = torch.zeros(N, dtype=torch.bool, device=device)
+    tokens, step_logits = [], []
+    for _ in range(max_new_tokens):
+        if return_logits:
+            step_logits.append(logits.float())
+        tok = sample_next(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)  # (N,)
+        tok = torch.where(done, torch.full_like(tok, pad_id), tok)
+        tokens.append(tok)
+        done = done | (tok == eos_id)
+        if bool(done.all()):
+            break
+        mask = torch.cat([mask, mask.new_ones((N, 1))], dim=1)  # (N, P+t) generated slots are always attended
+        with ctx():
+            out = model(
+                input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos[:, None],
+                past_key_values=cache, use_cache=True,
+            )
+        logits = out.logits[:, -1, :]  # (N, V)
+        cache = out.past_key_values
+        next_pos = next_pos + 1
+    gen = torch.stack(tokens, dim=1) if tokens else torch.zeros((N, 0), dtype=torch.long, device=device)  # (N, T)
+    is_eos = gen == eos_id  # (N, T)
+    finished = is_eos.any(dim=1)
+    first_eos = torch.where(finished, is_eos.float().argmax(dim=1), torch.full_like(finished, gen.size(1), dtype=torch.long))
+    lengths = torch.where(finished, first_eos + 1, first_eos)
+    return SampleOutput(
+        tokens=gen.cpu(), lengths=lengths.cpu(), finished=finished.cpu(),
+        logits=torch.stack(step_logits, dim=1).cpu() if return_logits else None,
+    )

@@ -1,0 +1,197 @@
+"""The main job: tokenizer -> MLE -> RLVR (from the MLE model) -> evaluation of both -> results.
+
+Every phase writes into the run directory; with `resume` a finished phase is
+loaded instead of redone and an interrupted one continues from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import device as dev
+from . import domains, report
+from .engine import models
+from .engine.checkpoint import load_trainer_state, save_config, save_json
+from .engine.evaluate import evaluate
+from .engine.mle import MLEConfig, train_mle
+from .engine.models import ModelConfig
+from .engine.rl import RLConfig, train_rl
+from .domains.textgame import TextGameData
+from .progress import console
+from .text import load_tokenizer
+
+
+@dataclass
+class RunConfig:
+    """The whole pipeline for one domain."""
+
+    domain: str = "textgame"  # which domain (see rlvr_world.domains.DOMAINS)
+    out: str = "runs/textgame"  # run directory: config, logs, checkpoints, models
+    results: str = "results/textgame-default.json"  # results JSON (a Markdown table and a plot go beside it)
+    resume: bool = False  # continue an interrupted run in `out`
+    device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
+    dtype: str = "auto"  # auto (bf16 autocast where the hardware has it), bf16 or fp32
+    threads: int = 0  # torch CPU threads (0: one per core)
+    vocab_size: int = 4096  # BPE vocabulary (ignored when model.init_from brings a tokenizer)
+    eval_batch_size: int = 48  # prompts per greedy-decoding batch
+    max_new_tokens: int = 512  # longest response in evaluation
+    eval_limit: int = 0  # test examples in the final evaluations (0: all)
+    curve_limit: int = 150  # test examples in the evaluations during RL
+    data: TextGameData = field(default_factory=TextGameData)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    mle: MLEConfig = field(default_factory=MLEConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
+
+
+# Games of the embedded default: varied mechanics, together ~1/5 of the data.
+DEFAULT_GAMES = ["lit-lightbulb", "make-campfire", "plant-tree", "sweep-floor", "take-photo", "use-bandage"]
+
+
+def preset(name: str) -> RunConfig:
+    """Named configurations; `default` finishes in ~20 min on 2 CPU cores, `full` in under 2 h."""
+    if name == "default":
+        return RunConfig(
+            data=TextGameData(games=list(DEFAULT_GAMES)),
+            mle=MLEConfig(epochs=3.0, lr=2e-3),
+            rl=RLConfig(steps=60, prompts_per_step=8, eval_every=10),
+        )
+    if name == "full":
+        return RunConfig(
+            out="runs/textgame-full", results="results/textgame.json",
+            mle=MLEConfig(epochs=2.0, lr=2e-3),
+            rl=RLConfig(steps=150, prompts_per_step=8, eval_every=25),
+            curve_limit=200,
+        )
+    if name == "tiny":  # seconds, for tests
+        return RunConfig(
+            out="runs/textgame-tiny", results="runs/textgame-tiny/results.json", vocab_size=400,
+            data=TextGameData(games=["lit-lightbulb"], max_prompt_tokens=4096),
+            model=ModelConfig(hidden_size=32, num_layers=1, num_heads=2, max_positions=4096),
+            mle=MLEConfig(epochs=0.05, batch_tokens=8192, warmup_steps=1, save_every=1),
+            rl=RLConfig(steps=2, prompts_per_step=2, group_size=2, max_new_tokens=12, eval_every=1,
+                        save_every=1, lr=1e-3),
+            eval_limit=4, curve_limit=2, max_new_tokens=12, eval_batch_size=4,
+        )
+    raise ValueError(f"unknown preset {name!r}; known: default, full, tiny")
+
+
+PRESETS = ("default", "full", "tiny")
+
+
+class Pipeline:
+    """Holds what the phases share: device, precision, domain, tokenizer."""
+
+    def __init__(self, cfg: RunConfig):
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        dev.set_threads(cfg.threads)
+        self.device = dev.pick_device(cfg.device)
+        self.amp = functools.partial(dev.autocast, self.device, dev.resolve_dtype(cfg.dtype, self.device))
+        domain_cls, _, self.make_tokenizer = domains.get(cfg.domain)
+        self.domain_cls = domain_cls
+
+    # ---- phases ------------------------------------------------------------
+    def tokenizer(self):
+        path = self.out / "tokenizer"
+        if self.cfg.model.init_from:
+            return load_tokenizer(self.cfg.model.init_from)
+        if self.cfg.resume and (path / "tokenizer.json").is_file():
+            return load_tokenizer(path)
+        console.print(f"[bold]tokenizer[/]: training a {self.cfg.vocab_size}-token byte-level BPE on the training split")
+        tok = self.make_tokenizer(self.cfg.data, self.cfg.vocab_size)
+        tok.save_pretrained(path)
+        return tok
+
+    def initial_model(self, tok):
+        if self.cfg.model.init_from:
+            model = models.load(self.cfg.model.init_from)
+        else:
+            dev.seed_everything(self.cfg.mle.seed)
+            model = models.build(self.cfg.model, len(tok), pad_id=tok.pad_token_id, bos_id=tok.bos_token_id,
+                                 eos_id=tok.eos_token_id)
+        models.check_vocab(model, len(tok), self.cfg.model.init_from or "the new model")
+        return model
+
+    def mle(self, tok, train):
+        d = self.out / "mle"
+        if self.cfg.resume and (d / "model" / "config.json").is_file():
+            return models.load(d / "model").to(self.device)
+        resume = self.cfg.resume and load_trainer_state(d / "checkpoint") is not None
+        model = models.load(d / "checkpoint") if resume else self.initial_model(tok)
+        console.print(f"[bold]MLE[/]: {models.num_params(model) / 1e6:.2f}M parameters, {len(train)} examples")
+        return train_mle(model.to(self.device), tok, train, self.cfg.mle, d, autocast=self.amp, resume=resume)
+
+    def rl(self, tok, start_model, domain, train, curve):
+        d = self.out / "rl"
+        if self.cfg.resume and (d / "model" / "config.json").is_file():
+            return models.load(d / "model").to(self.device)
+        resume = self.cfg.resume and load_trainer_state(d / "checkpoint") is not None
+        policy = models.load(d / "checkpoint").to(self.device) if resume else start_model
+
+        def curve_eval(model):
+            r = self.evaluate(model, domain, curve, "eval (curve)", show=False)
+            model.train()
+            return {f"test/{g}": v for g, v in {**r.groups, "overall": r.overall}.items()}
+
+        console.print(f"[bold]RLVR[/]: {len(train)} prompts, reward {self.cfg.rl.reward}")
+        return train_rl(policy, tok, domain, train, self.cfg.rl, d, autocast=self.amp, resume=resume,
+                        evaluate_fn=curve_eval if curve else None)
+
+    def evaluate(self, model, domain, examples, description, show=True):
+        return evaluate(model, domain, examples, batch_size=self.cfg.eval_batch_size,
+                        max_new_tokens=self.cfg.max_new_tokens, autocast=self.amp, description=description,
+                        show_progress=show)
+
+    def final_eval(self, name, model, domain, test):
+        path = self.out / f"eval_{name}.json"
+        if self.cfg.resume and path.is_file():
+            return json.loads(path.read_text())
+        r = self.evaluate(model, domain, test, f"eval {name}")
+        result = {**r.summary(), "records": r.records}
+        save_json(path, result)
+        return result
+
+    # ---- the whole job -----------------------------------------------------
+    def run(self, command: str) -> dict:
+        t0 = time.time()
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        save_config(self.out, cfg)
+        tok = self.tokenizer()
+        domain = self.domain_cls(tok, cfg.data)
+        train = domain.examples("train", seed=cfg.mle.seed)
+        test = domain.examples("test")
+        if cfg.eval_limit:
+            test = subsample(test, cfg.eval_limit, seed=1)
+        curve = subsample(test, cfg.curve_limit, seed=2) if cfg.curve_limit else []
+        mle_model = self.mle(tok, train)
+        mle_eval = self.final_eval("mle", mle_model, domain, test)
+        rl_train = domain.examples("train", unchanged_ratio=cfg.rl.unchanged_ratio, seed=cfg.rl.seed)
+        rl_model = self.rl(tok, mle_model, domain, rl_train, curve)
+        rl_eval = self.final_eval("rlvr", rl_model, domain, test)
+        results = report.build(cfg, command=command, wall_s=time.time() - t0, params=models.num_params(rl_model),
+                               mle=mle_eval, rlvr=rl_eval, out=self.out, n_train=len(train), n_rl=len(rl_train))
+        report.write(Path(cfg.results), results, self.out)
+        return results
+
+
+def subsample(examples, n: int, seed: int):
+    """A fixed random subset of n examples (all when n >= len)."""
+    if n >= len(examples):
+        return list(examples)
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(examples), generator=g)[:n].sort().values
+    return [examples[i] for i in idx.tolist()]
+
+
+def command_line() -> str:
+    return "rlvr-world " + " ".join(shlex.quote(a) for a in sys.argv[1:])
