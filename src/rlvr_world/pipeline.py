@@ -71,15 +71,15 @@ def preset(name: str) -> RunConfig:
             rl=RLConfig(steps=150, prompts_per_step=8, eval_every=25),
             curve_limit=200,
         )
-    if name == "tiny":  # seconds, for tests
+    if name == "tiny":  # seconds, for tests: learns just enough JSON for RL to see rewards
         return RunConfig(
-            out="runs/textgame-tiny", results="runs/textgame-tiny/results.json", vocab_size=400,
+            out="runs/textgame-tiny", results="runs/textgame-tiny/results.json", vocab_size=600,
             data=TextGameData(games=["lit-lightbulb"], max_prompt_tokens=4096),
-            model=ModelConfig(hidden_size=32, num_layers=1, num_heads=2, max_positions=4096),
-            mle=MLEConfig(epochs=0.05, batch_tokens=8192, warmup_steps=1, save_every=1),
-            rl=RLConfig(steps=2, prompts_per_step=2, group_size=2, max_new_tokens=12, eval_every=1,
-                        save_every=1, lr=1e-3),
-            eval_limit=4, curve_limit=2, max_new_tokens=12, eval_batch_size=4,
+            model=ModelConfig(hidden_size=64, num_layers=2, num_heads=2, max_positions=4096),
+            mle=MLEConfig(epochs=2, lr=1e-2, batch_tokens=4000, warmup_steps=2, save_every=1),
+            rl=RLConfig(steps=2, prompts_per_step=4, group_size=4, max_new_tokens=24, eval_every=1,
+                        save_every=1, lr=1e-3, unchanged_ratio=3.0),
+            eval_limit=4, curve_limit=2, max_new_tokens=24, eval_batch_size=4,
         )
     raise ValueError(f"unknown preset {name!r}; known: default, full, tiny")
 
@@ -164,6 +164,10 @@ class Pipeline:
     def run(self, command: str) -> dict:
         t0 = time.time()
         cfg = self.cfg
+        self.domain_cls.check_data(cfg.data)  # fail on bad input before writing anything
+        if cfg.model.init_from:
+            models.check_vocab(models.load(cfg.model.init_from), len(load_tokenizer(cfg.model.init_from)),
+                               cfg.model.init_from)
         self.out.mkdir(parents=True, exist_ok=True)
         save_config(self.out, cfg)
         tok = self.tokenizer()

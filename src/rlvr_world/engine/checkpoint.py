@@ -52,10 +52,11 @@ def load_trainer_state(path: Path) -> dict | None:
 class MetricLog:
     """Appends one JSON object per step to `metrics.jsonl`."""
 
-    def __init__(self, path: Path, resume_step: int = 0):
+    def __init__(self, path: Path, resume_step: int | None = None):
+        """With `resume_step`, rows past that step (from an interrupted run) are dropped."""
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():  # drop rows past the checkpoint we resume from
+        if resume_step is not None and path.exists():
             rows = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
             keep = [r for r in rows if r.get("step", 0) <= resume_step]
             path.write_text("".join(json.dumps(r) + "\n" for r in keep))
@@ -69,3 +70,37 @@ class MetricLog:
         if not self.path.exists():
             return []
         return [json.loads(l) for l in self.path.read_text().splitlines() if l.strip()]
+
+
+class GracefulStop:
+    """Turns SIGINT/SIGTERM into a flag the training loops check between steps.
+
+    A loop that sees `requested` saves a checkpoint at the step boundary and
+    raises KeyboardInterrupt, so `--resume` continues exactly where it stopped.
+    A second signal stops at once.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._old: dict = {}
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        return False

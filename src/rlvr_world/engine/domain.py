@@ -35,6 +35,11 @@ class Domain(Protocol):
     eos_id: int  # ends every response
     pad_id: int  # fills padded positions
 
+    @staticmethod
+    def check_data(data: Any) -> None:
+        """Raise a one-line error when the domain's data cannot be read."""
+        ...
+
     def decode(self, response_ids: Sequence[int]) -> Any:
         """Response token ids -> the domain's prediction (never raises)."""
         ...

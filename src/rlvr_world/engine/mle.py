@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..progress import advance, bar
-from .checkpoint import MetricLog, load_trainer_state, save_model
+from .checkpoint import GracefulStop, MetricLog, load_trainer_state, save_model
 from .domain import Example
 from .sequences import make_batch, token_logprobs
 
@@ -97,10 +97,10 @@ def train_mle(
     if state is not None:
         opt.load_state_dict(state["optimizer"])
         start = state["step"]
-    log = MetricLog(out_dir / "metrics.jsonl", resume_step=start)
+    log = MetricLog(out_dir / "metrics.jsonl", resume_step=start if state else -1)
     model.train()
     pad_id = tokenizer.pad_token_id
-    with bar("MLE", total=len(plan)) as progress:
+    with bar("MLE", total=len(plan)) as progress, GracefulStop() as stop:
         advance(progress, start)
         for step in range(start, len(plan)):
             t0 = time.perf_counter()
@@ -117,7 +117,9 @@ def train_mle(
             if on_step:
                 on_step(step + 1, row)
             advance(progress, 1, f"loss {row['loss']:.3f}")
-            if (step + 1) % cfg.save_every == 0 and step + 1 < len(plan):
+            if stop.requested or ((step + 1) % cfg.save_every == 0 and step + 1 < len(plan)):
                 save_model(out_dir / "checkpoint", model, tokenizer, {"optimizer": opt.state_dict(), "step": step + 1})
+            if stop.requested:
+                raise KeyboardInterrupt
     save_model(out_dir / "model", model, tokenizer)
     return model

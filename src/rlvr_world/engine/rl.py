@@ -24,7 +24,7 @@ import torch
 
 from ..device import generator
 from ..progress import advance, bar
-from .checkpoint import MetricLog, load_trainer_state, save_model
+from .checkpoint import GracefulStop, MetricLog, load_trainer_state, save_model
 from .domain import Domain, Example
 from .grpo import group_advantages, grpo_loss
 from .sampler import sample
@@ -152,11 +152,11 @@ def train_rl(
         opt.load_state_dict(state["optimizer"])
         ref.load_state_dict(state["reference"])
         start = state["step"]
-    log = MetricLog(out_dir / "metrics.jsonl", resume_step=start)
+    log = MetricLog(out_dir / "metrics.jsonl", resume_step=start if state else -1)
     plan = prompt_batches(len(examples), cfg.prompts_per_step, cfg.steps, cfg.seed)
     if start == 0 and evaluate_fn and cfg.eval_every:
         log.write({"step": 0, **evaluate_fn(policy)})
-    with bar("RLVR", total=cfg.steps) as progress:
+    with bar("RLVR", total=cfg.steps) as progress, GracefulStop() as stop:
         advance(progress, start)
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()
@@ -172,8 +172,10 @@ def train_rl(
                 row.update(evaluate_fn(policy))
             log.write(row)
             advance(progress, 1, f"reward {row['reward/mean']:.3f}  kl {row.get('loss/kl', 0):.4f}")
-            if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
+            if stop.requested or ((step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps):
                 save_model(out_dir / "checkpoint", policy, tokenizer,
                            {"optimizer": opt.state_dict(), "reference": ref.state_dict(), "step": step + 1})
+            if stop.requested:
+                raise KeyboardInterrupt
     save_model(out_dir / "model", policy, tokenizer)
     return policy

@@ -37,6 +37,12 @@ class TextGameDomain:
 
     # --- data ---------------------------------------------------------------
     @staticmethod
+    def check_data(data: TextGameData) -> None:
+        """Read both splits once, so bad data fails before anything is written."""
+        transitions("train", data)
+        transitions("test", data)
+
+    @staticmethod
     def corpus(data: TextGameData) -> list[str]:
         """Training texts for the tokenizer."""
         return [prompt_text(t) + target_text(t) for t in transitions("train", data)]

@@ -1,0 +1,154 @@
+"""The command line as a user runs it: a subprocess on the tiny preset."""
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def cli(*args, cwd, check=True, **kw):
+    p = subprocess.run([sys.executable, "-m", "rlvr_world.cli", *args], cwd=cwd, env=ENV, capture_output=True,
+                       text=True, timeout=600, **kw)
+    if check:
+        assert p.returncode == 0, p.stderr[-3000:]
+    return p
+
+
+def tiny(out, *extra):
+    return ["run", "--preset", "tiny", "--threads", "1", "--out", str(out), "--results", str(out / "results.json"), *extra]
+
+
+def weights(path):
+    return load_file(str(Path(path) / "model.safetensors"))
+
+
+def same_weights(a, b):
+    wa, wb = weights(a), weights(b)
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny")
+    cli(*tiny(d / "run"), cwd=d)
+    return d / "run"
+
+
+def test_tiny_run_trains_and_reports(tiny_run):
+    res = json.loads((tiny_run / "results.json").read_text())
+    for key in ("mle", "rlvr"):
+        assert set(res[key]) == {"unchanged", "changed", "overall"}
+        assert all(0 <= v <= 100 for v in res[key].values())
+    assert res["n_test"] == 4 and res["reward"] == "task_specific" and res["params"] > 0
+    assert res["command"].startswith("rlvr-world run --preset tiny") and res["wall_s"] > 0
+    assert (tiny_run / "results.md").is_file() and (tiny_run / "results.png").stat().st_size > 1000
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["rl"]["steps"] == 2
+    rows = [json.loads(l) for l in (tiny_run / "rl" / "metrics.jsonl").read_text().splitlines()]
+    logged = rows[-1]
+    for key in ("reward/mean", "loss/kl", "loss/clip_frac", "policy/entropy", "response/length", "adv/flat_group_frac"):
+        assert key in logged
+
+
+def test_mle_lowers_the_loss_and_saves_a_plain_hf_model(tiny_run):
+    from transformers import AutoModelForCausalLM
+
+    rows = [json.loads(l) for l in (tiny_run / "mle" / "metrics.jsonl").read_text().splitlines()]
+    first, last = sum(r["loss"] for r in rows[:3]) / 3, sum(r["loss"] for r in rows[-3:]) / 3
+    assert last < 0.8 * first
+    model = AutoModelForCausalLM.from_pretrained(tiny_run / "rl" / "model")  # a plain Hugging Face checkpoint
+    from rlvr_world.text import load_tokenizer
+
+    assert model.config.vocab_size == len(load_tokenizer(tiny_run / "rl" / "model"))
+
+
+def test_eval_command_on_a_saved_model(tiny_run, tmp_path):
+    out = tmp_path / "eval.json"
+    cli("eval", "--model", str(tiny_run / "rl" / "model"), "--limit", "3", "--max-new-tokens", "8",
+        "--out", str(out), "--threads", "1", cwd=tmp_path)
+    res = json.loads(out.read_text())
+    assert res["n"] == 3 and len(res["records"]) == 3
+
+
+@pytest.mark.parametrize("phase,extra", [("mle", ["--mle.epochs", "1"]), ("rl", ["--rl.steps", "8"])])
+def test_resume_after_interrupt_equals_uninterrupted(tmp_path, phase, extra):
+    full = tmp_path / "full"
+    cli(*tiny(full, *extra), cwd=tmp_path)
+    cut = tmp_path / "cut"
+    p = subprocess.Popen([sys.executable, "-m", "rlvr_world.cli", *tiny(cut, *extra)], cwd=tmp_path, env=ENV,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = cut / phase / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None:
+        if log.exists() and any("loss" in l for l in log.read_text().splitlines()):
+            p.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.01)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 130, err[-2000:]
+    assert (cut / phase / "checkpoint" / "trainer_state.pt").is_file()
+    assert not (cut / "results.json").exists()
+    cli(*tiny(cut, *extra), "--resume", cwd=tmp_path)
+    assert same_weights(full / "rl" / "model", cut / "rl" / "model")
+    a = json.loads((full / "results.json").read_text())
+    b = json.loads((cut / "results.json").read_text())
+    assert a["rlvr"] == b["rlvr"] and a["mle"] == b["mle"]
+
+
+def one_line_error(p):
+    assert p.returncode == 2, p.stderr
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, p.stderr
+    return lines[0]
+
+
+def test_unknown_option(tmp_path):
+    line = one_line_error(cli("run", "--no-such-option", "3", cwd=tmp_path, check=False))
+    assert "unrecognized arguments" in line
+
+
+def test_unknown_preset_and_game(tmp_path):
+    one_line_error(cli("run", "--preset", "huge", cwd=tmp_path, check=False))
+    line = one_line_error(cli(*tiny(tmp_path / "o"), "--data.games", "chess", cwd=tmp_path, check=False))
+    assert "chess" in line and not (tmp_path / "o").exists()
+
+
+def test_missing_and_corrupt_data_files(tmp_path):
+    line = one_line_error(cli(*tiny(tmp_path / "a"), "--data.train-path", "nope.jsonl.gz", cwd=tmp_path, check=False))
+    assert "not found" in line
+    bad = tmp_path / "bad.jsonl.gz"
+    bad.write_bytes(b"\x1f\x8b this is not gzip")
+    one_line_error(cli(*tiny(tmp_path / "b"), "--data.test-path", str(bad), cwd=tmp_path, check=False))
+    junk = tmp_path / "junk.jsonl.gz"
+    with gzip.open(junk, "wt") as f:
+        f.write('{"game": "x"}\n')
+    line = one_line_error(cli(*tiny(tmp_path / "c"), "--data.train-path", str(junk), cwd=tmp_path, check=False))
+    assert "line 1" in line
+    for name in "abc":
+        assert not (tmp_path / name).exists()
+
+
+def test_model_whose_vocabulary_does_not_match_its_tokenizer(tiny_run, tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rlvr_world.text import load_tokenizer
+
+    bad = tmp_path / "badmodel"
+    LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2)).save_pretrained(bad)
+    load_tokenizer(tiny_run / "tokenizer").save_pretrained(bad)  # hundreds of tokens
+    line = one_line_error(cli("eval", "--model", str(bad), cwd=tmp_path, check=False))
+    assert "vocabulary" in line
+    line = one_line_error(cli(*tiny(tmp_path / "r"), "--model.init-from", str(bad), cwd=tmp_path, check=False))
+    assert "vocabulary" in line and not (tmp_path / "r").exists()
+    one_line_error(cli("eval", "--model", str(tmp_path / "nothing"), cwd=tmp_path, check=False))

@@ -1,0 +1,90 @@
+"""The KV-cache sampler against plain forward passes, and its sampling rules."""
+
+import torch
+
+from rlvr_world.device import generator
+from rlvr_world.engine.sampler import sample, sample_next
+from rlvr_world.engine.sequences import make_batch, token_logprobs
+
+PROMPTS = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15]]
+
+
+def test_cached_logits_match_a_no_cache_forward(tiny_lm):
+    out = sample(tiny_lm, PROMPTS, eos_id=2, pad_id=0, max_new_tokens=6, num_samples=2, temperature=1.0,
+                 generator=generator(3), return_logits=True)
+    for row in range(out.tokens.size(0)):
+        prompt = PROMPTS[row // 2]
+        n = int(out.lengths[row])
+        seq = torch.tensor([prompt + out.tokens[row, :n].tolist()])
+        with torch.no_grad():
+            full = tiny_lm(input_ids=seq).logits[0]  # (L, V) no padding, no cache
+        want = full[len(prompt) - 1: len(prompt) - 1 + n]
+        assert torch.allclose(out.logits[row, :n], want, atol=1e-4), row
+
+
+def test_token_logprobs_match_the_sampler(tiny_lm):
+    out = sample(tiny_lm, PROMPTS, eos_id=2, pad_id=0, max_new_tokens=5, generator=generator(0), return_logits=True)
+    responses = out.responses()
+    batch = make_batch(PROMPTS, responses, pad_id=0)
+    with torch.no_grad():
+        logp, _ = token_logprobs(tiny_lm, batch)
+    for i, r in enumerate(responses):
+        want = torch.log_softmax(out.logits[i, : len(r)], -1).gather(-1, torch.tensor(r)[:, None]).squeeze(-1)
+        assert torch.allclose(logp[i, : len(r)], want, atol=1e-4)
+
+
+def test_greedy_is_deterministic_and_equals_argmax(tiny_lm):
+    a = sample(tiny_lm, PROMPTS, eos_id=2, pad_id=0, max_new_tokens=8, temperature=0.0, return_logits=True)
+    b = sample(tiny_lm, PROMPTS, eos_id=2, pad_id=0, max_new_tokens=8, temperature=0.0)
+    assert torch.equal(a.tokens, b.tokens)
+    for i in range(3):
+        n = int(a.lengths[i])
+        assert torch.equal(a.tokens[i, :n], a.logits[i, :n].argmax(-1))
+
+
+def test_seeds_reproduce_and_differ(tiny_lm):
+    kw = dict(eos_id=2, pad_id=0, max_new_tokens=10, num_samples=4)
+    a = sample(tiny_lm, PROMPTS, generator=generator(7), **kw)
+    b = sample(tiny_lm, PROMPTS, generator=generator(7), **kw)
+    c = sample(tiny_lm, PROMPTS, generator=generator(8), **kw)
+    assert torch.equal(a.tokens, b.tokens)
+    assert not torch.equal(a.tokens, c.tokens)
+
+
+def test_rows_stop_at_eos_and_pad_after():
+    class EosAfterTwo(torch.nn.Module):
+        """Emits 3, 4, then end-of-sequence (2) for row 0; row 1 never ends."""
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.t = 0
+
+        def forward(self, input_ids, past_key_values=None, **kw):
+            from types import SimpleNamespace
+
+            n = input_ids.size(0)
+            logits = torch.full((n, input_ids.size(1), 8), -1e9)
+            logits[0, -1, [3, 4, 2][min(self.t, 2)]] = 0
+            logits[1:, -1, 5] = 0
+            self.t += 1
+            return SimpleNamespace(logits=logits, past_key_values=past_key_values)
+
+    from transformers import DynamicCache  # noqa: F401  (the sampler builds one)
+
+    out = sample(EosAfterTwo(), [[1, 1], [1]], eos_id=2, pad_id=0, max_new_tokens=6, temperature=0.0)
+    assert out.tokens[0].tolist() == [3, 4, 2, 0, 0, 0]
+    assert out.lengths.tolist() == [3, 6]
+    assert out.finished.tolist() == [True, False]
+    assert out.responses()[0] == [3, 4, 2]
+
+
+def test_top_k_and_top_p_keep_only_allowed_tokens():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(2000, 1)
+    g = generator(0)
+    k = sample_next(logits, top_k=2, generator=g)
+    assert set(k.tolist()) == {0, 1}
+    p = sample_next(logits, top_p=0.7, generator=g)  # 0.5 + 0.3 reaches 0.7
+    assert set(p.tolist()) == {0, 1}
+    p = sample_next(logits, top_p=0.4, generator=g)
+    assert set(p.tolist()) == {0}
