@@ -78,7 +78,7 @@ def preset(name: str) -> RunConfig:
             model=ModelConfig(hidden_size=64, num_layers=2, num_heads=2, max_positions=4096),
             mle=MLEConfig(epochs=2, lr=1e-2, batch_tokens=4000, warmup_steps=2, save_every=1),
             rl=RLConfig(steps=2, prompts_per_step=4, group_size=4, max_new_tokens=24, eval_every=1,
-                        save_every=1, lr=1e-3, unchanged_ratio=3.0),
+                        save_every=1, lr=1e-3),
             eval_limit=4, curve_limit=2, max_new_tokens=24, eval_batch_size=4,
         )
     raise ValueError(f"unknown preset {name!r}; known: default, full, tiny")
@@ -172,14 +172,14 @@ class Pipeline:
         save_config(self.out, cfg)
         tok = self.tokenizer()
         domain = self.domain_cls(tok, cfg.data)
-        train = domain.examples("train", seed=cfg.mle.seed)
+        train = domain.examples("train", stage="mle", seed=cfg.mle.seed)
         test = domain.examples("test")
         if cfg.eval_limit:
             test = subsample(test, cfg.eval_limit, seed=1)
         curve = subsample(test, cfg.curve_limit, seed=2) if cfg.curve_limit else []
         mle_model = self.mle(tok, train)
         mle_eval = self.final_eval("mle", mle_model, domain, test)
-        rl_train = domain.examples("train", unchanged_ratio=cfg.rl.unchanged_ratio, seed=cfg.rl.seed)
+        rl_train = domain.examples("train", stage="rl", seed=cfg.rl.seed)
         rl_model = self.rl(tok, mle_model, domain, rl_train, curve)
         rl_eval = self.final_eval("rlvr", rl_model, domain, test)
         results = report.build(cfg, command=command, wall_s=time.time() - t0, params=models.num_params(rl_model),

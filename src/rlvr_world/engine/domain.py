@@ -40,6 +40,10 @@ class Domain(Protocol):
         """Raise a one-line error when the domain's data cannot be read."""
         ...
 
+    def examples(self, split: str, stage: str = "", seed: int = 0) -> list[Example]:
+        """The examples of a split ("train" or "test"); `stage` ("mle", "rl") may select differently."""
+        ...
+
     def decode(self, response_ids: Sequence[int]) -> Any:
         """Response token ids -> the domain's prediction (never raises)."""
         ...

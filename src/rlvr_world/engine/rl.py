@@ -48,7 +48,6 @@ class RLConfig:
     top_p: float = 1.0  # 1 = no nucleus filtering
     max_new_tokens: int = 512  # longest response sampled
     micro_batch_size: int = 20  # responses per forward/backward pass
-    unchanged_ratio: float = 1.0  # unchanged transitions kept per changing one in RL data (-1: all)
     eval_every: int = 20  # steps between greedy evaluations on the eval subset (0: never)
     save_every: int = 20  # steps between checkpoints
     seed: int = 0  # prompt order and sampling

@@ -20,6 +20,8 @@ class TextGameData:
     train_path: str = ""  # a training file in the bundled format (default: the bundled train split)
     test_path: str = ""  # a test file in the bundled format (default: the benchmark's test split)
     max_prompt_tokens: int = 1536  # longer training prompts are skipped (test prompts never are)
+    mle_unchanged_ratio: float = 1.0  # unchanged transitions kept per changing one for MLE (-1: all)
+    rl_unchanged_ratio: float = 1.0  # unchanged transitions kept per changing one for RL (-1: all)
 
 
 class TextGameDomain:
@@ -52,10 +54,12 @@ class TextGameDomain:
         target = self.tokenizer.encode(target_text(t), add_special_tokens=False) + [self.eos_id]
         return Example(prompt, target, group="changed" if t.changed else "unchanged", payload=t)
 
-    def examples(self, split: str, *, unchanged_ratio: float = -1.0, seed: int = 0) -> list[Example]:
+    def examples(self, split: str, stage: str = "", seed: int = 0) -> list[Example]:
+        """Examples of a split; for training, `stage` ("mle" or "rl") picks the changed/unchanged balance."""
         ts = transitions(split, self.data)
         if split == "train":
-            ts = rebalance(ts, unchanged_ratio, seed)
+            ratio = {"mle": self.data.mle_unchanged_ratio, "rl": self.data.rl_unchanged_ratio}.get(stage, -1.0)
+            ts = rebalance(ts, ratio, seed)
         out = [self.example(t) for t in ts]
         if split == "train":
             out = [e for e in out if len(e.prompt_ids) <= self.data.max_prompt_tokens]
