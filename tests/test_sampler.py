@@ -52,30 +52,28 @@ def test_seeds_reproduce_and_differ(tiny_lm):
 
 
 def test_rows_stop_at_eos_and_pad_after():
-    class EosAfterTwo(torch.nn.Module):
-        """Emits 3, 4, then end-of-sequence (2) for row 0; row 1 never ends."""
+    class Chain(torch.nn.Module):
+        """Next token is a fixed function of the last one: 6 -> 3 -> 4 -> 2 (end), and 7 -> 5 -> 5 -> ..."""
+
+        NEXT = {6: 3, 3: 4, 4: 2, 7: 5, 5: 5}
 
         def __init__(self):
             super().__init__()
             self.w = torch.nn.Parameter(torch.zeros(1))
-            self.t = 0
 
         def forward(self, input_ids, past_key_values=None, **kw):
             from types import SimpleNamespace
 
-            n = input_ids.size(0)
-            logits = torch.full((n, input_ids.size(1), 8), -1e9)
-            logits[0, -1, [3, 4, 2][min(self.t, 2)]] = 0
-            logits[1:, -1, 5] = 0
-            self.t += 1
+            logits = torch.full((input_ids.size(0), input_ids.size(1), 8), -1e9)
+            for i, last in enumerate(input_ids[:, -1].tolist()):
+                logits[i, -1, self.NEXT.get(last, 0)] = 0
             return SimpleNamespace(logits=logits, past_key_values=past_key_values)
 
-    from transformers import DynamicCache  # noqa: F401  (the sampler builds one)
-
-    out = sample(EosAfterTwo(), [[1, 1], [1]], eos_id=2, pad_id=0, max_new_tokens=6, temperature=0.0)
-    assert out.tokens[0].tolist() == [3, 4, 2, 0, 0, 0]
-    assert out.lengths.tolist() == [3, 6]
-    assert out.finished.tolist() == [True, False]
+    for compact in (True, False):  # finished rows dropped from the batch, or kept and padded
+        out = sample(Chain(), [[1, 6], [7]], eos_id=2, pad_id=0, max_new_tokens=6, temperature=0.0, compact=compact)
+        assert out.tokens.tolist() == [[3, 4, 2, 0, 0, 0], [5, 5, 5, 5, 5, 5]]
+        assert out.lengths.tolist() == [3, 6]
+        assert out.finished.tolist() == [True, False]
     assert out.responses()[0] == [3, 4, 2]
 
 
@@ -88,3 +86,15 @@ def test_top_k_and_top_p_keep_only_allowed_tokens():
     assert set(p.tolist()) == {0, 1}
     p = sample_next(logits, top_p=0.4, generator=g)
     assert set(p.tolist()) == {0}
+
+
+def test_dropping_finished_rows_changes_nothing(tiny_lm):
+    # this random model greedily repeats a prompt's last token: the three rows ending in 10 end at once
+    prompts = PROMPTS + [[16, 10], [18], [19, 20, 21, 10]]
+    eos = 10
+    kw = dict(eos_id=eos, pad_id=0, max_new_tokens=10, temperature=0.0, return_logits=True)
+    a, b = sample(tiny_lm, prompts, compact=True, **kw), sample(tiny_lm, prompts, compact=False, **kw)
+    assert 2 <= int(a.finished.sum()) < len(prompts)
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.lengths, b.lengths)
+    for i, n in enumerate(a.lengths.tolist()):
+        assert torch.allclose(a.logits[i, :n], b.logits[i, :n], atol=1e-4)

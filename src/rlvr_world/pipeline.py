@@ -6,6 +6,7 @@ loaded instead of redone and an interrupted one continues from its checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -52,23 +53,19 @@ class RunConfig:
     rl: RLConfig = field(default_factory=RLConfig)
 
 
-# Games of the embedded default: varied mechanics, together ~1/5 of the data.
-DEFAULT_GAMES = ["lit-lightbulb", "make-campfire", "plant-tree", "sweep-floor", "take-photo", "use-bandage"]
-
-
 def preset(name: str) -> RunConfig:
     """Named configurations; `default` finishes in ~20 min on 2 CPU cores, `full` in under 2 h."""
-    if name == "default":
+    if name == "default":  # all games, one MLE epoch, a 200-transition test subset
         return RunConfig(
-            data=TextGameData(games=list(DEFAULT_GAMES)),
-            mle=MLEConfig(epochs=3.0, lr=2e-3),
-            rl=RLConfig(steps=60, prompts_per_step=8, eval_every=10),
+            mle=MLEConfig(epochs=1.0, lr=2e-3),
+            rl=RLConfig(steps=15, prompts_per_step=8, eval_every=5),
+            eval_limit=200, curve_limit=100,
         )
     if name == "full":
         return RunConfig(
             out="runs/textgame-full", results="results/textgame.json",
-            mle=MLEConfig(epochs=2.0, lr=2e-3),
-            rl=RLConfig(steps=150, prompts_per_step=8, eval_every=25),
+            mle=MLEConfig(epochs=3.0, lr=2e-3),
+            rl=RLConfig(steps=40, prompts_per_step=8, eval_every=10),
             curve_limit=200,
         )
     if name == "tiny":  # seconds, for tests: learns just enough JSON for RL to see rewards
@@ -160,9 +157,21 @@ class Pipeline:
         save_json(path, result)
         return result
 
+    @contextlib.contextmanager
+    def timed(self, phase: str):
+        """Add the phase's seconds to `timings.json` in the run directory, even when it is interrupted,
+        so that a resumed run still reports the time of every phase."""
+        path = self.out / "timings.json"
+        t0 = time.time()
+        try:
+            yield
+        finally:
+            timings = json.loads(path.read_text()) if path.is_file() else {}
+            timings[phase] = round(timings.get(phase, 0.0) + time.time() - t0, 1)
+            save_json(path, timings)
+
     # ---- the whole job -----------------------------------------------------
     def run(self, command: str) -> dict:
-        t0 = time.time()
         cfg = self.cfg
         self.domain_cls.check_data(cfg.data)  # fail on bad input before writing anything
         if cfg.model.init_from:
@@ -170,19 +179,27 @@ class Pipeline:
                                cfg.model.init_from)
         self.out.mkdir(parents=True, exist_ok=True)
         save_config(self.out, cfg)
-        tok = self.tokenizer()
+        if not cfg.resume:
+            (self.out / "timings.json").unlink(missing_ok=True)
+        with self.timed("tokenizer"):
+            tok = self.tokenizer()
         domain = self.domain_cls(tok, cfg.data)
         train = domain.examples("train", stage="mle", seed=cfg.mle.seed)
         test = domain.examples("test")
         if cfg.eval_limit:
             test = subsample(test, cfg.eval_limit, seed=1)
         curve = subsample(test, cfg.curve_limit, seed=2) if cfg.curve_limit else []
-        mle_model = self.mle(tok, train)
-        mle_eval = self.final_eval("mle", mle_model, domain, test)
+        with self.timed("mle"):
+            mle_model = self.mle(tok, train)
+        with self.timed("eval_mle"):
+            mle_eval = self.final_eval("mle", mle_model, domain, test)
         rl_train = domain.examples("train", stage="rl", seed=cfg.rl.seed)
-        rl_model = self.rl(tok, mle_model, domain, rl_train, curve)
-        rl_eval = self.final_eval("rlvr", rl_model, domain, test)
-        results = report.build(cfg, command=command, wall_s=time.time() - t0, params=models.num_params(rl_model),
+        with self.timed("rl"):
+            rl_model = self.rl(tok, mle_model, domain, rl_train, curve)
+        with self.timed("eval_rlvr"):
+            rl_eval = self.final_eval("rlvr", rl_model, domain, test)
+        timings = json.loads((self.out / "timings.json").read_text())
+        results = report.build(cfg, command=command, timings=timings, params=models.num_params(rl_model),
                                mle=mle_eval, rlvr=rl_eval, out=self.out, n_train=len(train), n_rl=len(rl_train))
         report.write(Path(cfg.results), results, self.out)
         return results

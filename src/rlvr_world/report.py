@@ -48,12 +48,13 @@ def accuracies(summary: dict) -> dict:
     return {k: summary[k] for k in ("unchanged", "changed", "overall") if k in summary}
 
 
-def build(cfg, *, command: str, wall_s: float, params: int, mle: dict, rlvr: dict, out: Path,
+def build(cfg, *, command: str, timings: dict[str, float], params: int, mle: dict, rlvr: dict, out: Path,
           n_train: int, n_rl: int) -> dict:
     curve = [r for r in MetricLog(out / "rl" / "metrics.jsonl").rows()]
     return {
         "command": command,
-        "wall_s": round(wall_s, 1),
+        "wall_s": round(sum(timings.values()), 1),  # all phases, summed over resumed invocations
+        "phase_s": timings,
         "domain": cfg.domain,
         "games": cfg.data.games or "all",
         "n_test": mle["n"],

@@ -39,7 +39,7 @@ class RLConfig:
     steps: int = 100  # optimizer steps (one batch of rollouts each)
     prompts_per_step: int = 8  # B: prompts per step
     group_size: int = 5  # G: samples per prompt
-    lr: float = 2e-5  # constant learning rate (AdamW, no weight decay)
+    lr: float = 1e-4  # constant learning rate (AdamW, no weight decay)
     kl_coef: float = 0.001  # weight of the k3 KL penalty to the starting model
     clip_eps: float = 0.2  # PPO clip range
     grad_clip: float = 1.0  # gradient-norm clipping

@@ -5,8 +5,9 @@ padded), T generated tokens, V vocabulary.
 
 The sampler knows only token ids: prompts in, response ids out. Each prompt is
 prefilled once and its cache is repeated G times, so a group of G samples costs
-one prefill. Rows that emit the end-of-sequence id keep decoding pad tokens
-(masked out) until every row is done or `max_new_tokens` is reached.
+one prefill. A row that emits the end-of-sequence id is padded from then on;
+once a quarter of the live rows are done they are dropped from the batch and
+the cache (`compact`), so short answers stop paying for long ones.
 """
 
 from __future__ import annotations
@@ -85,10 +86,12 @@ def sample(
     generator: torch.Generator | None = None,
     return_logits: bool = False,
     autocast=None,
+    compact: bool = True,
 ) -> SampleOutput:
     """Sample `num_samples` responses per prompt (temperature 0: greedy).
 
-    `autocast` is an optional context-manager factory for mixed precision.
+    `autocast` is an optional context-manager factory for mixed precision;
+    `compact=False` keeps finished rows in the batch (for comparison).
     """
     device = next(model.parameters()).device
     ids, mask = left_pad(prompts, pad_id)  # (B, P)
@@ -107,25 +110,30 @@ def sample(
         mask = mask.repeat_interleave(G, dim=0)  # (N, P)
         positions = positions.repeat_interleave(G, dim=0)  # (N, P)
     N = logits.size(0)
-    next_pos = positions[:, -1] + 1  # (N,)
-    done = torch.zeros(N, dtype=torch.bool, device=device)
+    next_pos = positions[:, -1] + 1  # (n,) for the n live rows
+    rows = torch.arange(N, device=device)  # (n,) each live row's index in the output
+    done = torch.zeros(N, dtype=torch.bool, device=device)  # (n,)
     tokens, step_logits = [], []
     for _ in range(max_new_tokens):
         if return_logits:
-            step_logits.append(logits.float())
-        tok = sample_next(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)  # (N,)
+            step_logits.append(logits.new_zeros((N, logits.size(-1)), dtype=torch.float).index_copy(0, rows, logits.float()))
+        tok = sample_next(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)  # (n,)
         tok = torch.where(done, torch.full_like(tok, pad_id), tok)
-        tokens.append(tok)
+        tokens.append(torch.full((N,), pad_id, dtype=tok.dtype, device=device).index_copy(0, rows, tok))
         done = done | (tok == eos_id)
         if bool(done.all()):
             break
-        mask = torch.cat([mask, mask.new_ones((N, 1))], dim=1)  # (N, P+t) generated slots are always attended
+        if compact and 4 * int(done.sum()) >= done.numel():
+            live = (~done).nonzero().squeeze(-1)  # (n',)
+            cache.batch_select_indices(live)
+            rows, mask, next_pos, tok, done = rows[live], mask[live], next_pos[live], tok[live], done[live]
+        mask = torch.cat([mask, mask.new_ones((mask.size(0), 1))], dim=1)  # (n, P+t) generated slots are always attended
         with ctx():
             out = model(
                 input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos[:, None],
                 past_key_values=cache, use_cache=True,
             )
-        logits = out.logits[:, -1, :]  # (N, V)
+        logits = out.logits[:, -1, :]  # (n, V)
         cache = out.past_key_values
         next_pos = next_pos + 1
     gen = torch.stack(tokens, dim=1) if tokens else torch.zeros((N, 0), dtype=torch.long, device=device)  # (N, T)
