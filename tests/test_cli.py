@@ -50,7 +50,9 @@ def test_tiny_run_trains_and_reports(tiny_run):
         assert set(res[key]) == {"unchanged", "changed", "overall"}
         assert all(0 <= v <= 100 for v in res[key].values())
     assert res["n_test"] == 4 and res["reward"] == "task_specific" and res["params"] > 0
-    assert res["command"].startswith("rlvr-world run --preset tiny") and res["wall_s"] > 0
+    assert res["command"].startswith("rlvr-world run --preset tiny")
+    assert set(res["phase_s"]) == {"tokenizer", "mle", "eval_mle", "rl", "eval_rlvr"}
+    assert res["wall_s"] == pytest.approx(sum(res["phase_s"].values()), abs=0.2) and res["wall_s"] > 0
     assert (tiny_run / "results.md").is_file() and (tiny_run / "results.png").stat().st_size > 1000
     config = json.loads((tiny_run / "config.json").read_text())
     assert config["rl"]["steps"] == 2

@@ -186,6 +186,7 @@ class Pipeline:
         domain = self.domain_cls(tok, cfg.data)
         train = domain.examples("train", stage="mle", seed=cfg.mle.seed)
         test = domain.examples("test")
+        n_test_split = len(test)
         if cfg.eval_limit:
             test = subsample(test, cfg.eval_limit, seed=1)
         curve = subsample(test, cfg.curve_limit, seed=2) if cfg.curve_limit else []
@@ -200,7 +201,7 @@ class Pipeline:
             rl_eval = self.final_eval("rlvr", rl_model, domain, test)
         timings = json.loads((self.out / "timings.json").read_text())
         results = report.build(cfg, command=command, timings=timings, params=models.num_params(rl_model),
-                               mle=mle_eval, rlvr=rl_eval, out=self.out, n_train=len(train), n_rl=len(rl_train))
+                               mle=mle_eval, rlvr=rl_eval, out=self.out, n_train=len(train), n_rl=len(rl_train), n_test_split=n_test_split)
         report.write(Path(cfg.results), results, self.out)
         return results
 

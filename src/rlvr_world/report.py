@@ -49,7 +49,7 @@ def accuracies(summary: dict) -> dict:
 
 
 def build(cfg, *, command: str, timings: dict[str, float], params: int, mle: dict, rlvr: dict, out: Path,
-          n_train: int, n_rl: int) -> dict:
+          n_train: int, n_rl: int, n_test_split: int) -> dict:
     curve = [r for r in MetricLog(out / "rl" / "metrics.jsonl").rows()]
     return {
         "command": command,
@@ -58,6 +58,7 @@ def build(cfg, *, command: str, timings: dict[str, float], params: int, mle: dic
         "domain": cfg.domain,
         "games": cfg.data.games or "all",
         "n_test": mle["n"],
+        "n_test_split": n_test_split,  # transitions in the whole test split (n_test is a subset when smaller)
         "n_test_groups": mle["counts"],
         "n_train_mle": n_train,
         "n_train_rl": n_rl,
@@ -87,7 +88,9 @@ def markdown(res: dict) -> str:
         a = ref[key]
         rows.append(f"| {name} | {a['unchanged']} | {a['changed']} | {a['overall']} |")
     rows.append(f"| GPT-4 (benchmark paper) | | | {ref['gpt4_overall']} |")
-    head = (f"Exact-state accuracy (%) on {res['n_test']} test transitions ({res['n_test_groups']}); "
+    subset = (f"a fixed random subset of the {res['n_test_split']}-transition test split"
+              if res["n_test"] < res["n_test_split"] else "the whole test split")
+    head = (f"Exact-state accuracy (%) on {res['n_test']} test transitions ({subset}; {res['n_test_groups']}); "
             f"games: {res['games'] if isinstance(res['games'], str) else ', '.join(res['games'])}; "
             f"{res['params'] / 1e6:.2f}M-parameter model trained from scratch; wall time {res['wall_s'] / 60:.1f} min.\n\n"
             f"Written by `{res['command']}`. p: McNemar's exact test on the same test transitions.\n\n")
