@@ -158,16 +158,20 @@ class Pipeline:
         return result
 
     @contextlib.contextmanager
-    def timed(self, phase: str):
-        """Add the phase's seconds to `timings.json` in the run directory, even when it is interrupted,
-        so that a resumed run still reports the time of every phase."""
+    def timed(self, phase: str, *progress: str):
+        """Add the phase's seconds to `timings.json` in the run directory, even when it is interrupted.
+
+        A phase that picks up saved work (one of the `progress` paths exists, on --resume) adds to its
+        earlier time; one that starts over starts from zero, so the total is what the results cost.
+        """
         path = self.out / "timings.json"
+        carried = self.cfg.resume and any((self.out / p).exists() for p in progress)
         t0 = time.time()
         try:
             yield
         finally:
             timings = json.loads(path.read_text()) if path.is_file() else {}
-            timings[phase] = round(timings.get(phase, 0.0) + time.time() - t0, 1)
+            timings[phase] = round((timings.get(phase, 0.0) if carried else 0.0) + time.time() - t0, 1)
             save_json(path, timings)
 
     # ---- the whole job -----------------------------------------------------
@@ -181,7 +185,7 @@ class Pipeline:
         save_config(self.out, cfg)
         if not cfg.resume:
             (self.out / "timings.json").unlink(missing_ok=True)
-        with self.timed("tokenizer"):
+        with self.timed("tokenizer", "tokenizer/tokenizer.json"):
             tok = self.tokenizer()
         domain = self.domain_cls(tok, cfg.data)
         train = domain.examples("train", stage="mle", seed=cfg.mle.seed)
@@ -190,18 +194,19 @@ class Pipeline:
         if cfg.eval_limit:
             test = subsample(test, cfg.eval_limit, seed=1)
         curve = subsample(test, cfg.curve_limit, seed=2) if cfg.curve_limit else []
-        with self.timed("mle"):
+        with self.timed("mle", "mle/model", "mle/checkpoint/trainer_state.pt"):
             mle_model = self.mle(tok, train)
-        with self.timed("eval_mle"):
+        with self.timed("eval_mle", "eval_mle.json"):
             mle_eval = self.final_eval("mle", mle_model, domain, test)
         rl_train = domain.examples("train", stage="rl", seed=cfg.rl.seed)
-        with self.timed("rl"):
+        with self.timed("rl", "rl/model", "rl/checkpoint/trainer_state.pt"):
             rl_model = self.rl(tok, mle_model, domain, rl_train, curve)
-        with self.timed("eval_rlvr"):
+        with self.timed("eval_rlvr", "eval_rlvr.json"):
             rl_eval = self.final_eval("rlvr", rl_model, domain, test)
         timings = json.loads((self.out / "timings.json").read_text())
         results = report.build(cfg, command=command, timings=timings, params=models.num_params(rl_model),
-                               mle=mle_eval, rlvr=rl_eval, out=self.out, n_train=len(train), n_rl=len(rl_train), n_test_split=n_test_split)
+                               mle=mle_eval, rlvr=rl_eval, out=self.out, n_train=len(train), n_rl=len(rl_train),
+                               n_test_split=n_test_split)
         report.write(Path(cfg.results), results, self.out)
         return results
 
