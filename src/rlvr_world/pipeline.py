@@ -57,15 +57,17 @@ def preset(name: str) -> RunConfig:
     """Named configurations; `default` finishes in ~20 min on 2 CPU cores, `full` in under 2 h."""
     if name == "default":  # all games, one MLE epoch, a 200-transition test subset
         return RunConfig(
+            data=TextGameData(rl_unchanged_ratio=0.25),
             mle=MLEConfig(epochs=1.0, lr=2e-3),
-            rl=RLConfig(steps=15, prompts_per_step=8, eval_every=5),
+            rl=RLConfig(steps=12, prompts_per_step=8, group_size=8, micro_batch_size=32, eval_every=4),
             eval_limit=200, curve_limit=100,
         )
     if name == "full":
         return RunConfig(
             out="runs/textgame-full", results="results/textgame.json",
+            data=TextGameData(rl_unchanged_ratio=0.25),
             mle=MLEConfig(epochs=3.0, lr=2e-3),
-            rl=RLConfig(steps=40, prompts_per_step=8, eval_every=10),
+            rl=RLConfig(steps=60, prompts_per_step=8, group_size=8, micro_batch_size=32, eval_every=20),
             curve_limit=200,
         )
     if name == "tiny":  # seconds, for tests: learns just enough JSON for RL to see rewards
