@@ -9,14 +9,11 @@ results/bench-sampler-compaction.json (time ratio, and whether the outputs agree
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import shlex
 import sys
 import time
 from pathlib import Path
-
-import torch
 
 from rlvr_world import device as dev
 from rlvr_world.domains.textgame import TextGameData, TextGameDomain
@@ -37,7 +34,7 @@ def main() -> None:
     args = ap.parse_args()
     dev.set_threads(args.threads)
     device = dev.pick_device("auto")
-    amp = functools.partial(dev.autocast, device, dev.resolve_dtype("auto", device))
+    amp = dev.amp(device)
     tok = load_tokenizer(args.model)
     model = models.load(args.model).to(device).eval()
     domain = TextGameDomain(tok, TextGameData())

@@ -13,7 +13,6 @@ results/textgame-headroom.json.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import random
 import shlex
@@ -60,7 +59,7 @@ def main() -> None:
     ap.add_argument("--out", default="results/textgame-headroom.json")
     args = ap.parse_args()
     device = dev.pick_device("auto")
-    amp = functools.partial(dev.autocast, device, dev.resolve_dtype("auto", device))
+    amp = dev.amp(device)
     tok = load_tokenizer(args.model)
     model = models.load(args.model).to(device).eval()
     domain = TextGameDomain(tok, TextGameData())

@@ -6,7 +6,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from rlvr_world.engine import models
 from rlvr_world.engine.domain import Example

@@ -57,7 +57,6 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    import functools
 
     from . import device as dev
     from . import domains
@@ -80,7 +79,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     test = domain.examples("test")
     if cfg.limit:
         test = subsample(test, cfg.limit, seed=1)
-    amp = functools.partial(dev.autocast, device, dev.resolve_dtype(cfg.dtype, device))
+    amp = dev.amp(device, cfg.dtype)
     r = evaluate(model.to(device), domain, test, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
                  autocast=amp)
     print(json.dumps(r.summary(), indent=2))

@@ -7,8 +7,6 @@ loaded instead of redone and an interrupted one continues from its checkpoint.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import functools
 import json
 import shlex
 import sys
@@ -94,7 +92,7 @@ class Pipeline:
         self.out = Path(cfg.out)
         dev.set_threads(cfg.threads)
         self.device = dev.pick_device(cfg.device)
-        self.amp = functools.partial(dev.autocast, self.device, dev.resolve_dtype(cfg.dtype, self.device))
+        self.amp = dev.amp(self.device, cfg.dtype)
         domain_cls, _, self.make_tokenizer = domains.get(cfg.domain)
         self.domain_cls = domain_cls
 

@@ -9,7 +9,6 @@ paired bootstrap 95% interval of the difference in points.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
