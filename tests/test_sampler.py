@@ -1,5 +1,6 @@
 """The KV-cache sampler against plain forward passes, and its sampling rules."""
 
+import pytest
 import torch
 
 from rlvr_world.device import generator
@@ -98,3 +99,46 @@ def test_dropping_finished_rows_changes_nothing(tiny_lm):
     assert torch.equal(a.tokens, b.tokens) and torch.equal(a.lengths, b.lengths)
     for i, n in enumerate(a.lengths.tolist()):
         assert torch.allclose(a.logits[i, :n], b.logits[i, :n], atol=1e-4)
+
+
+def _model(kind: str):
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(1)
+    shape = dict(vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                 max_position_embeddings=128, pad_token_id=0, eos_token_id=2)
+    if kind == "llama-gqa":  # 4 query heads share 2 key/value heads
+        return LlamaForCausalLM(LlamaConfig(num_key_value_heads=2, **shape)).eval()
+    return Qwen3ForCausalLM(Qwen3Config(num_key_value_heads=2, head_dim=16, **shape)).eval()  # per-head q/k norms
+
+
+@pytest.mark.parametrize("kind", ["llama-gqa", "qwen3"])
+def test_fast_decoder_matches_the_generic_one(kind):
+    from rlvr_world.engine.decoders import supports_fast_decode
+
+    model = _model(kind)
+    assert supports_fast_decode(model)
+    prompts = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15], [3]]  # left padding of different widths
+    kw = dict(eos_id=4, pad_id=0, max_new_tokens=12, num_samples=3, temperature=1.0, return_logits=True)
+    fast = sample(model, prompts, generator=generator(5), **kw)
+    slow = sample(model, prompts, generator=generator(5), fast=False, **kw)
+    assert 0 < int(fast.finished.sum()) < 12  # some rows ended early: compaction ran
+    assert torch.equal(fast.tokens, slow.tokens)
+    for i, n in enumerate(fast.lengths.tolist()):
+        assert torch.allclose(fast.logits[i, :n], slow.logits[i, :n], atol=1e-4), i
+
+
+def test_sampled_tokens_follow_the_model_distribution():
+    """Chi-square goodness of fit of 40,000 draws against the softmax, per row, on a 6-token vocabulary."""
+    from scipy.stats import chisquare
+
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, 0.5, -3.0], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    draws = sample_next(logits.repeat_interleave(20_000, dim=0), temperature=1.0, generator=generator(11)).view(2, -1)
+    for row in range(2):
+        counts = torch.bincount(draws[row], minlength=6).double()
+        expected = logits[row].double().softmax(-1) * counts.sum()
+        assert chisquare(counts.numpy(), expected.numpy()).pvalue > 1e-3
+    hot = sample_next(logits[:1].repeat(20_000, 1), temperature=0.5, generator=generator(12))  # temperature sharpens
+    counts = torch.bincount(hot, minlength=6).double()
+    assert chisquare(counts.numpy(), ((logits[0].double() / 0.5).softmax(-1) * 20_000).numpy()).pvalue > 1e-3
+    assert counts[5] < 20  # p = 2e-5 at T=0.5: essentially never

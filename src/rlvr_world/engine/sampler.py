@@ -4,21 +4,21 @@ Axes: B prompts, G samples per prompt, N = B*G rows, P prompt length (left
 padded), T generated tokens, V vocabulary.
 
 The sampler knows only token ids: prompts in, response ids out. Each prompt is
-prefilled once and its cache is repeated G times, so a group of G samples costs
-one prefill. A row that emits the end-of-sequence id is padded from then on;
+prefilled once, so a group of G samples costs one prefill; the decode step is
+a `decoders` object (a fast hand-written one for Llama-style models, the
+model's own forward for any other). A row that emits the end-of-sequence id is padded from then on;
 once a quarter of the live rows are done they are dropped from the batch and
 the cache (`compact`), so short answers stop paying for long ones.
 """
 
 from __future__ import annotations
 
-import contextlib
-
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-from transformers import DynamicCache
+
+from .decoders import make_decoder
 
 
 @dataclass
@@ -67,8 +67,10 @@ def sample_next(
         drop = cum - sorted_logits.softmax(dim=-1) >= top_p  # keep the smallest prefix reaching top_p
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
-    probs = logits.softmax(dim=-1)  # (N, V)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (N,)
+    # inverse-CDF draw: one uniform per row (torch.multinomial draws one exponential per vocabulary entry)
+    cdf = logits.softmax(dim=-1).cumsum(dim=-1)  # (N, V)
+    u = torch.rand((cdf.size(0), 1), generator=generator, device=cdf.device) * cdf[:, -1:]  # (N, 1)
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp(max=cdf.size(-1) - 1)  # (N,)
 
 
 @torch.no_grad()
@@ -87,30 +89,19 @@ def sample(
     return_logits: bool = False,
     autocast=None,
     compact: bool = True,
+    fast: bool = True,
 ) -> SampleOutput:
     """Sample `num_samples` responses per prompt (temperature 0: greedy).
 
     `autocast` is an optional context-manager factory for mixed precision;
-    `compact=False` keeps finished rows in the batch (for comparison).
+    `compact=False` keeps finished rows in the batch and `fast=False` uses the
+    generic decoder even for Llama-style models (both for comparison).
     """
     device = next(model.parameters()).device
     ids, mask = left_pad(prompts, pad_id)  # (B, P)
-    ids, mask = ids.to(device), mask.to(device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, P)
-    cache = DynamicCache()
-    ctx = autocast or contextlib.nullcontext
-    with ctx():
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
-    logits = out.logits[:, -1, :]  # (B, V)
-    cache = out.past_key_values
-    G = num_samples
-    if G > 1:
-        cache.batch_repeat_interleave(G)
-        logits = logits.repeat_interleave(G, dim=0)  # (N, V)
-        mask = mask.repeat_interleave(G, dim=0)  # (N, P)
-        positions = positions.repeat_interleave(G, dim=0)  # (N, P)
+    decoder = make_decoder(model, ids.to(device), mask.to(device), num_samples, max_new_tokens, autocast, fast=fast)
+    logits = decoder.first_logits  # (N, V)
     N = logits.size(0)
-    next_pos = positions[:, -1] + 1  # (n,) for the n live rows
     rows = torch.arange(N, device=device)  # (n,) each live row's index in the output
     done = torch.zeros(N, dtype=torch.bool, device=device)  # (n,)
     tokens, step_logits = [], []
@@ -121,21 +112,13 @@ def sample(
         tok = torch.where(done, torch.full_like(tok, pad_id), tok)
         tokens.append(torch.full((N,), pad_id, dtype=tok.dtype, device=device).index_copy(0, rows, tok))
         done = done | (tok == eos_id)
-        if bool(done.all()):
+        if bool(done.all()) or len(tokens) == max_new_tokens:
             break
         if compact and 4 * int(done.sum()) >= done.numel():
             live = (~done).nonzero().squeeze(-1)  # (n',)
-            cache.batch_select_indices(live)
-            rows, mask, next_pos, tok, done = rows[live], mask[live], next_pos[live], tok[live], done[live]
-        mask = torch.cat([mask, mask.new_ones((mask.size(0), 1))], dim=1)  # (n, P+t) generated slots are always attended
-        with ctx():
-            out = model(
-                input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                past_key_values=cache, use_cache=True,
-            )
-        logits = out.logits[:, -1, :]  # (n, V)
-        cache = out.past_key_values
-        next_pos = next_pos + 1
+            decoder.keep(live)
+            rows, tok, done = rows[live], tok[live], done[live]
+        logits = decoder.step(tok)  # (n, V)
     gen = torch.stack(tokens, dim=1) if tokens else torch.zeros((N, 0), dtype=torch.long, device=device)  # (N, T)
     is_eos = gen == eos_id  # (N, T)
     finished = is_eos.any(dim=1)
