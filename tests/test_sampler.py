@@ -142,3 +142,19 @@ def test_sampled_tokens_follow_the_model_distribution():
     counts = torch.bincount(hot, minlength=6).double()
     assert chisquare(counts.numpy(), ((logits[0].double() / 0.5).softmax(-1) * 20_000).numpy()).pvalue > 1e-3
     assert counts[5] < 20  # p = 2e-5 at T=0.5: essentially never
+
+
+def test_group_logprobs_equal_full_rows_with_their_gradients(tiny_lm):
+    from rlvr_world.engine.sequences import group_logprobs
+
+    prompts = [[5, 6, 7, 8, 9, 10], [11, 12]]
+    responses = [[3, 4, 2], [7], [9, 9, 9, 9, 2], [1, 2], [8, 8], [30, 31, 32, 33, 34]]  # G = 3, ragged
+    batch = make_batch([p for p in prompts for _ in range(3)], responses, pad_id=0)
+    full, _ = token_logprobs(tiny_lm, batch)
+    full_grads = torch.autograd.grad((full * batch.response_mask).sum(), list(tiny_lm.parameters()))
+    grouped, _, mask = group_logprobs(tiny_lm, prompts, responses, pad_id=0)
+    grouped_grads = torch.autograd.grad((grouped * mask).sum(), list(tiny_lm.parameters()))
+    assert torch.equal(mask, batch.response_mask)
+    assert torch.allclose(grouped * mask, full * batch.response_mask, atol=1e-5)
+    for a, b in zip(grouped_grads, full_grads):
+        assert torch.allclose(a, b, atol=1e-5)

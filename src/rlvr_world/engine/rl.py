@@ -28,7 +28,7 @@ from .checkpoint import GracefulStop, MetricLog, load_trainer_state, save_model
 from .domain import Domain, Example
 from .grpo import group_advantages, grpo_loss
 from .sampler import sample
-from .sequences import make_batch, micro_batches, select, token_logprobs
+from .sequences import group_logprobs, micro_batches
 
 
 @dataclass
@@ -47,7 +47,7 @@ class RLConfig:
     top_k: int = 0  # 0 = no top-k filtering
     top_p: float = 1.0  # 1 = no nucleus filtering
     max_new_tokens: int = 512  # longest response sampled
-    micro_batch_size: int = 20  # responses per forward/backward pass
+    micro_batch_size: int = 20  # responses per forward/backward pass (rounded down to whole groups)
     eval_every: int = 20  # steps between greedy evaluations on the eval subset (0: never)
     save_every: int = 20  # steps between checkpoints
     seed: int = 0  # prompt order and sampling
@@ -106,19 +106,18 @@ def collect(policy, domain: Domain, examples: Sequence[Example], cfg: RLConfig, 
 
 def update(policy, ref, opt, ro: Rollouts, cfg: RLConfig, pad_id: int, autocast) -> dict[str, float]:
     # ---- loss + step -----------------------------------------------------
-    batch = make_batch(ro.prompts, ro.responses, pad_id)
-    total_tokens = batch.num_tokens
+    G = cfg.group_size
+    total_tokens = sum(map(len, ro.responses))
     metrics: dict[str, float] = defaultdict(float)
     ent_sum = 0.0
     opt.zero_grad(set_to_none=True)
-    for rows in micro_batches(len(ro.responses), cfg.micro_batch_size):
-        mb = select(batch, rows)
+    for rows in micro_batches(len(ro.responses), max(G, cfg.micro_batch_size // G * G)):  # whole groups
+        prompts, responses = ro.prompts[rows][::G], ro.responses[rows]
         with torch.no_grad():
-            ref_logp, _ = token_logprobs(ref, mb, autocast=autocast) if cfg.kl_coef else (None, None)
-        logp, entropy = token_logprobs(policy, mb, autocast=autocast, with_entropy=True)  # (n, T)
-        mask = mb.response_mask.to(logp.device)
+            ref_logp = group_logprobs(ref, prompts, responses, pad_id, autocast=autocast)[0] if cfg.kl_coef else None
+        logp, entropy, mask = group_logprobs(policy, prompts, responses, pad_id, autocast=autocast, with_entropy=True)
         loss, m = grpo_loss(logp, logp.detach(), ref_logp, ro.advantages[rows].to(logp.device), mask,
-                            clip_eps=cfg.clip_eps, kl_coef=cfg.kl_coef, num_tokens=total_tokens)
+                            clip_eps=cfg.clip_eps, kl_coef=cfg.kl_coef, num_tokens=max(1, total_tokens))
         loss.backward()
         for k, v in m.items():
             metrics[k] += v
