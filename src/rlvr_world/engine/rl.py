@@ -7,7 +7,9 @@ optimizer step (gradients accumulated over micro-batches, token-mean over the
 whole batch), so the sampling policy is the policy being updated and the old
 log-probabilities are the current ones, detached: the clipped ratio starts
 at 1 and no second forward pass is spent on them. The frozen starting model
-supplies the reference log-probabilities for the k3 KL term.
+supplies the reference log-probabilities for the k3 KL term. Micro-batches
+hold whole groups, and each group's prompt goes through the model once, not G
+times (`sequences.group_logprobs`).
 """
 
 from __future__ import annotations
