@@ -6,9 +6,10 @@ padded), T generated tokens, V vocabulary.
 The sampler knows only token ids: prompts in, response ids out. Each prompt is
 prefilled once, so a group of G samples costs one prefill; the decode step is
 a `decoders` object (a fast hand-written one for Llama-style models, the
-model's own forward for any other). A row that emits the end-of-sequence id is padded from then on;
-once a quarter of the live rows are done they are dropped from the batch and
-the cache (`compact`), so short answers stop paying for long ones.
+model's own forward for any other). A row that emits the end-of-sequence id
+is padded from then on; once a quarter of the live rows are done they are
+dropped from the batch and the cache (`compact`), so short answers stop paying
+for long ones.
 """
 
 from __future__ import annotations
