@@ -20,8 +20,7 @@ the generic one: `bench/speed.py`, results/bench.json):
   copies the cache to append one token, and attention reads only the filled part;
 * fewer, larger ops per layer: q/k/v and gate/up each as one matmul (their
   weights concatenated once per `sample` call), queries and keys rotated
-  together, RMSNorm as torch's fused op (1.16x on the decode step at batch 16
-  in a side-by-side check while writing it; no gain with groups of 8).
+  together, RMSNorm as torch's fused op.
 """
 
 from __future__ import annotations
@@ -35,17 +34,22 @@ from transformers import DynamicCache
 FAST_MODEL_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
 
 
+def prefill(model, ids: torch.Tensor, mask: torch.Tensor, autocast=None):
+    """Run left-padded prompts (B, P) through the model once: (last-position logits (B, V), KV cache, positions (B, P))."""
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, P)
+    with (autocast or contextlib.nullcontext)():
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                    past_key_values=DynamicCache(), use_cache=True, logits_to_keep=1)
+    return out.logits[:, -1, :], out.past_key_values, positions
+
+
 class HFDecoder:
     """Decode through the model's forward pass with a dynamic KV cache (any causal LM)."""
 
     def __init__(self, model, ids: torch.Tensor, mask: torch.Tensor, group_size: int, max_new_tokens: int, autocast=None):
         self.model, self.ctx = model, autocast or contextlib.nullcontext
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, P)
-        with self.ctx():
-            out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                        past_key_values=DynamicCache(), use_cache=True)
-        self.cache = out.past_key_values
-        self.first_logits = out.logits[:, -1, :].repeat_interleave(group_size, dim=0)  # (N, V)
+        logits, self.cache, positions = prefill(model, ids, mask, autocast)
+        self.first_logits = logits.repeat_interleave(group_size, dim=0)  # (N, V)
         if group_size > 1:
             self.cache.batch_repeat_interleave(group_size)
         self.mask = mask.repeat_interleave(group_size, dim=0)  # (n, P+t)
@@ -108,12 +112,8 @@ class LlamaDecoder:
         self.scale = model.model.layers[0].self_attn.scaling
         B, P = ids.shape
         N = B * group_size
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, P)
-        with self.ctx():
-            out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                        past_key_values=DynamicCache(), use_cache=True, logits_to_keep=1)
-        self.first_logits = out.logits[:, -1, :].repeat_interleave(group_size, dim=0)  # (N, V)
-        cache = out.past_key_values
+        logits, cache, positions = prefill(model, ids, mask, autocast)
+        self.first_logits = logits.repeat_interleave(group_size, dim=0)  # (N, V)
         # prompt cache, once per prompt: (B, K, P, D) keys and values
         self.prompt_k = [layer.keys for layer in cache.layers]
         self.prompt_v = [layer.values for layer in cache.layers]

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-from transformers import DynamicCache
 
+from .decoders import prefill
 from .sampler import left_pad
 
 
@@ -35,14 +35,20 @@ class TokenBatch:
         return int(self.response_mask.sum())
 
 
+def right_pad(responses: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad responses into (N, T) ids and a (N, T) mask; T is at least 1."""
+    T = max(1, max(len(r) for r in responses))
+    ids = torch.full((len(responses), T), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(responses), T), dtype=torch.long)
+    for i, r in enumerate(responses):
+        ids[i, : len(r)] = torch.as_tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
 def make_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int) -> TokenBatch:
     p_ids, p_mask = left_pad(prompts, pad_id)  # (N, P)
-    T = max(1, max(len(r) for r in responses))
-    r_ids = torch.full((len(responses), T), pad_id, dtype=torch.long)  # (N, T)
-    r_mask = torch.zeros((len(responses), T), dtype=torch.long)
-    for i, r in enumerate(responses):
-        r_ids[i, : len(r)] = torch.as_tensor(r, dtype=torch.long)
-        r_mask[i, : len(r)] = 1
+    r_ids, r_mask = right_pad(responses, pad_id)  # (N, T)
     ids = torch.cat([p_ids, r_ids], dim=1)  # (N, P+T)
     mask = torch.cat([p_mask, r_mask], dim=1)  # (N, P+T)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (N, P+T)
@@ -63,9 +69,13 @@ def token_logprobs(
             logits_to_keep=T + 1,
             use_cache=False,
         )
-    logits = out.logits[:, :-1, :].float()  # (N, T, V)
-    logp_all = torch.log_softmax(logits, dim=-1)  # (N, T, V)
-    logp = logp_all.gather(-1, batch.response_ids.to(device)[..., None]).squeeze(-1)  # (N, T)
+    return gather_logprobs(out.logits[:, :-1, :], batch.response_ids.to(device), with_entropy)
+
+
+def gather_logprobs(logits: torch.Tensor, ids: torch.Tensor, with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probabilities (N, T) of `ids` under (N, T, V) logits, and optionally the entropy (N, T)."""
+    logp_all = torch.log_softmax(logits.float(), dim=-1)  # (N, T, V)
+    logp = logp_all.gather(-1, ids[..., None]).squeeze(-1)  # (N, T)
     entropy = None
     if with_entropy:
         with torch.no_grad():
@@ -98,33 +108,18 @@ def group_logprobs(
     """
     device = next(model.parameters()).device
     G = len(responses) // len(prompts)
-    p_ids, p_mask = left_pad(prompts, pad_id)  # (B, P)
-    p_ids, p_mask = p_ids.to(device), p_mask.to(device)
-    T = max(1, max(len(r) for r in responses))
-    r_ids = torch.full((len(responses), T), pad_id, dtype=torch.long)  # (N, T)
-    r_mask = torch.zeros((len(responses), T), dtype=torch.long)
-    for i, r in enumerate(responses):
-        r_ids[i, : len(r)] = torch.as_tensor(r, dtype=torch.long)
-        r_mask[i, : len(r)] = 1
-    r_ids, r_mask = r_ids.to(device), r_mask.to(device)
-    ctx = autocast or contextlib.nullcontext
-    with ctx():
-        out = model(input_ids=p_ids, attention_mask=p_mask, position_ids=(p_mask.cumsum(-1) - 1).clamp(min=0),
-                    past_key_values=DynamicCache(), use_cache=True, logits_to_keep=1)
-    logits = [out.logits.repeat_interleave(G, dim=0)]  # (N, 1, V) predicts each response's first token
+    p_ids, p_mask = (t.to(device) for t in left_pad(prompts, pad_id))  # (B, P)
+    r_ids, r_mask = (t.to(device) for t in right_pad(responses, pad_id))  # (N, T)
+    T = r_ids.size(1)
+    first, cache, _ = prefill(model, p_ids, p_mask, autocast)  # (B, V) predicts each response's first token
+    logits = [first[:, None, :].repeat_interleave(G, dim=0)]  # (N, 1, V)
     if T > 1:
-        cache = out.past_key_values
         cache.batch_repeat_interleave(G)
         mask = torch.cat([p_mask.repeat_interleave(G, dim=0), torch.ones_like(r_ids[:, 1:])], dim=1)  # (N, P+T-1)
         positions = p_mask.sum(-1).repeat_interleave(G)[:, None] + torch.arange(T - 1, device=device)  # (N, T-1)
-        with ctx():
+        with (autocast or contextlib.nullcontext)():
             out = model(input_ids=r_ids[:, :-1], attention_mask=mask, position_ids=positions,
                         past_key_values=cache, use_cache=True)
         logits.append(out.logits)  # (N, T-1, V)
-    logp_all = torch.log_softmax(torch.cat(logits, dim=1).float(), dim=-1)  # (N, T, V)
-    logp = logp_all.gather(-1, r_ids[..., None]).squeeze(-1)  # (N, T)
-    entropy = None
-    if with_entropy:
-        with torch.no_grad():
-            entropy = -(logp_all.exp() * logp_all).sum(-1)  # (N, T)
+    logp, entropy = gather_logprobs(torch.cat(logits, dim=1), r_ids, with_entropy)
     return logp, entropy, r_mask
