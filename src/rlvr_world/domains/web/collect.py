@@ -1,0 +1,200 @@
+"""Collecting real browser transitions on MiniWoB++ task pages.
+
+MiniWoB++ (the `miniwob` package) ships its task pages as local HTML files. An
+episode opens a task page in headless Chromium, starts a fresh problem, hides
+the parts of the page that change on their own (the reward and timer panel,
+the click visualiser), and then takes up to `max_steps` actions, recording
+(tree before, action, tree after) for each. It ends early when the task says
+it is done.
+
+Actions come from a mix of two policies, chosen afresh at every step: a
+task-aware scripted one (click the elements the instruction names, type the
+text it quotes, then press a submit-like button) and a random one (click,
+hover, type, press a key or scroll anywhere), so the data holds successes,
+wrong moves and no-ops.
+
+A page that crashes or hangs costs one retry with a fresh browser, then the
+episode is skipped with a message; the dataset file is written to a temporary
+name and renamed into place only once complete.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.resources
+import json
+import os
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from selenium.common.exceptions import TimeoutException, WebDriverException
+
+from ...progress import advance, bar, console
+from .browser import Action, Browser, BrowserError
+
+# task pages with elements to click and fields to type into (canvas and drag tasks left out: the
+# accessibility tree shows nothing of them); "-nodelay" variants where they exist
+TASKS = [
+    "book-flight-nodelay", "choose-list", "click-button", "click-button-sequence", "click-checkboxes",
+    "click-checkboxes-large", "click-checkboxes-soft", "click-collapsible-2-nodelay", "click-collapsible-nodelay",
+    "click-dialog", "click-dialog-2", "click-link", "click-menu", "click-option", "click-tab", "click-tab-2",
+    "click-tab-2-hard", "click-test", "click-test-2", "click-widget", "email-inbox", "email-inbox-forward-nl",
+    "enter-password", "enter-text", "enter-text-2", "find-word", "focus-text", "focus-text-2", "form-sequence",
+    "guess-number", "login-user", "login-user-popup", "multi-layouts", "multi-orderings", "navigate-tree",
+    "phone-book", "read-table", "search-engine", "simple-arithmetic", "social-media", "social-media-some",
+    "terminal", "text-transform", "use-autocomplete-nodelay",
+]
+START = r"""
+core.EPISODE_MAX_TIME = 3600 * 1000;  // our steps are slow; the task's own timer must not end the episode
+core.startEpisodeReal();
+for (const id of ['reward-display', 'click-canvas', 'sync-task-cover']) {
+  const e = document.getElementById(id); if (e) e.style.display = 'none';
+}
+const query = document.getElementById('query');  // the instruction (core.getUtterance is overridden by some tasks)
+return query ? query.textContent.replace(/\s+/g, ' ').trim() : '';
+"""
+CLICKABLE = {"button", "link", "checkbox", "radio", "tab", "menuitem", "option", "treeitem", "switch", "combobox",
+             "gridcell", "cell", "listitem", "image", "StaticText", "heading", "ListBoxOption", "MenuListOption",
+             "spinbutton", "slider", "row"}
+TYPEABLE = {"textbox", "searchbox", "combobox", "spinbutton", "TextField"}
+SUBMIT = {"submit", "ok", "search", "go", "send", "next", "login", "log in", "done", "yes"}
+LINE = re.compile(r"^\s*\[(\d+)\] (\S+) '(.*?)'")
+WORDS = ["hello", "yes", "no", "abc", "42", "search", "Alice", "test", "1", "foo bar"]
+KEYS = ["Enter", "Tab", "Escape", "ArrowDown", "Backspace"]
+
+
+@dataclass
+class CollectConfig:
+    """What to collect."""
+
+    tasks: list[str]  # MiniWoB task names
+    episodes_per_task: int = 10
+    max_steps: int = 5  # actions per episode at most
+    scripted_prob: float = 0.6  # share of steps where the scripted policy acts (the rest: random)
+    settle_s: float = 0.15  # wait after an action before reading the page again
+    seed: int = 0
+
+
+def task_url(task: str) -> str:
+    page = importlib.resources.files("miniwob") / "html" / "miniwob" / f"{task}.html"
+    if not page.is_file():
+        raise ValueError(f"unknown MiniWoB task {task!r} (no {page})")
+    return Path(str(page)).as_uri()
+
+
+def elements(tree: str) -> list[tuple[int, str, str]]:
+    """(id, role, name) of every tree line."""
+    out = []
+    for line in tree.splitlines():
+        m = LINE.match(line)
+        if m:
+            out.append((int(m.group(1)), m.group(2), m.group(3)))
+    return out
+
+
+def scripted_action(tree: str, goal: str, done: set[int], rng: random.Random) -> Action | None:
+    """A task-aware move: click what the instruction names, type what it quotes, then submit."""
+    goal_l = goal.lower()
+    quoted = re.findall(r'"([^"]+)"', goal)
+    els = [e for e in elements(tree) if e[0] not in done]
+    named = [e for e in els if e[1] in CLICKABLE and e[1] != "StaticText" and e[2].strip()
+             and re.search(r"\b" + re.escape(e[2].strip().lower()) + r"\b", goal_l)]
+    if named:
+        e = rng.choice(named)
+        return Action("click", e[0])
+    fields = [e for e in els if e[1] in TYPEABLE]
+    if fields:
+        text = rng.choice(quoted) if quoted else rng.choice(goal.split() or WORDS)
+        return Action("type", fields[0][0], text, enter=rng.random() < 0.3)
+    submit = [e for e in els if e[1] in ("button", "link") and e[2].strip().lower() in SUBMIT]
+    if submit:
+        return Action("click", rng.choice(submit)[0])
+    return None
+
+
+def random_action(tree: str, rng: random.Random) -> Action:
+    """Anything a user might do: mostly clicks, sometimes typing, hovering, a key or a scroll."""
+    els = elements(tree)[1:]  # not the root
+    clickable = [e for e in els if e[1] in CLICKABLE] or els
+    fields = [e for e in els if e[1] in TYPEABLE]
+    u = rng.random()
+    if fields and u < 0.2:
+        return Action("type", rng.choice(fields)[0], rng.choice(WORDS), enter=rng.random() < 0.3)
+    if clickable and u < 0.8:
+        return Action("click", rng.choice(clickable)[0])
+    if clickable and u < 0.88:
+        return Action("hover", rng.choice(clickable)[0])
+    if u < 0.94:
+        return Action("press", text=rng.choice(KEYS))
+    return Action("scroll", text=rng.choice(["down", "up"]))
+
+
+def run_episode(browser: Browser, task: str, episode: int, cfg: CollectConfig, rng: random.Random) -> list[dict]:
+    """One episode's transitions: {task, episode, step, objective, before, action, after}."""
+    browser.open(task_url(task))
+    goal = browser.js(START) or ""
+    browser.settle(cfg.settle_s)
+    tree, out, done = browser.tree(), [], set()
+    for step in range(cfg.max_steps):
+        action = scripted_action(tree, goal, done, rng) if rng.random() < cfg.scripted_prob else None
+        action = action or random_action(tree, rng)
+        if action.node is not None:
+            done.add(action.node)
+        try:
+            browser.act(action)
+        except TimeoutException:
+            raise
+        except WebDriverException:  # e.g. the element has no box to click: the page stays as it was
+            pass
+        browser.settle(cfg.settle_s)
+        after = browser.tree()
+        out.append({"task": task, "episode": episode, "step": step, "objective": goal, "before": tree,
+                    "action": str(action), "after": after})
+        tree = after
+        if browser.js("return WOB_DONE_GLOBAL;"):
+            break
+    return out
+
+
+def collect(cfg: CollectConfig, path: str | Path, *, browser_factory: Callable[[], Browser] = Browser,
+            retries: int = 1) -> Path:
+    """Collect every task's episodes into a gzipped JSON-lines file at `path` (written atomically)."""
+    for task in cfg.tasks:
+        task_url(task)  # unknown tasks fail before the browser starts
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    rng = random.Random(cfg.seed)
+    jobs = [(task, i) for i in range(cfg.episodes_per_task) for task in cfg.tasks]
+    browser, skipped, n = browser_factory(), 0, 0
+    try:
+        with gzip.open(tmp, "wt", encoding="utf-8") as f, bar("collect", total=len(jobs)) as progress:
+            for episode, (task, _) in enumerate(jobs):
+                for attempt in range(retries + 1):
+                    try:
+                        rows = run_episode(browser, task, episode, cfg, random.Random(rng.random()))
+                        break
+                    except Exception as e:  # crashed or hung page: fresh browser, then retry or skip
+                        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                        verdict = "retrying" if attempt < retries else "skipped"
+                        console.print(f"[yellow]{task} episode {episode}: {reason[:120]} ({verdict})")
+                        browser.close()
+                        browser = browser_factory()
+                else:
+                    rows = []
+                    skipped += 1
+                for row in rows:
+                    f.write(json.dumps(row) + "\n")
+                n += len(rows)
+                advance(progress, 1, f"{n} transitions, {skipped} skipped")
+        if n == 0:
+            raise BrowserError("no transition collected: every episode failed")
+        os.replace(tmp, path)
+    finally:
+        browser.close()
+        if tmp.exists():
+            tmp.unlink()
+    return path
