@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
 
-from ...engine.domain import Example
 from ...text import train_bpe
+from ..textdomain import TextDomain
 from . import reward
-from .data import Transition, load_split, rebalance, select_games
+from .data import Transition, load_split, select_games
 from .serialize import prompt_text, target_text
 
 
@@ -24,7 +23,7 @@ class TextGameData:
     rl_unchanged_ratio: float = 1.0  # unchanged transitions kept per changing one for RL (-1: all)
 
 
-class TextGameDomain:
+class TextGameDomain(TextDomain):
     """Serialises transitions into token ids and scores decoded responses."""
 
     name = "textgame"
@@ -32,12 +31,8 @@ class TextGameDomain:
     metric = "binary"  # exact-state accuracy, the benchmark's metric
 
     def __init__(self, tokenizer, data: TextGameData | None = None):
-        self.tokenizer = tokenizer
-        self.data = data or TextGameData()
-        self.eos_id = tokenizer.eos_token_id
-        self.pad_id = tokenizer.pad_token_id
+        super().__init__(tokenizer, data or TextGameData())
 
-    # --- data ---------------------------------------------------------------
     @staticmethod
     def check_data(data: TextGameData) -> None:
         """Read both splits once, so bad data fails before anything is written."""
@@ -45,33 +40,11 @@ class TextGameDomain:
         transitions("test", data)
 
     @staticmethod
-    def corpus(data: TextGameData) -> list[str]:
-        """Training texts for the tokenizer."""
-        return [prompt_text(t) + target_text(t) for t in transitions("train", data)]
+    def transitions(split: str, data: TextGameData) -> list[Transition]:
+        return transitions(split, data)
 
-    def example(self, t: Transition) -> Example:
-        prompt = self.tokenizer.encode(prompt_text(t), add_special_tokens=False)
-        target = self.tokenizer.encode(target_text(t), add_special_tokens=False) + [self.eos_id]
-        return Example(prompt, target, group="changed" if t.changed else "unchanged", payload=t)
-
-    def examples(self, split: str, stage: str = "", seed: int = 0) -> list[Example]:
-        """Examples of a split; for training, `stage` ("mle" or "rl") picks the changed/unchanged balance."""
-        ts = transitions(split, self.data)
-        if split == "train":
-            ratio = {"mle": self.data.mle_unchanged_ratio, "rl": self.data.rl_unchanged_ratio}.get(stage, -1.0)
-            ts = rebalance(ts, ratio, seed)
-        out = [self.example(t) for t in ts]
-        if split == "train":
-            out = [e for e in out if len(e.prompt_ids) <= self.data.max_prompt_tokens]
-        return out
-
-    # --- decoding and scoring ----------------------------------------------
-    def decode(self, response_ids: Sequence[int]) -> str:
-        ids = [i for i in response_ids if i not in (self.eos_id, self.pad_id)]
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
-
-    def score(self, reward_name: str, response_ids: Sequence[int], example: Example) -> tuple[float, dict[str, Any]]:
-        return self.rewards[reward_name](self.decode(response_ids), example.payload)
+    prompt_text = staticmethod(prompt_text)
+    target_text = staticmethod(target_text)
 
 
 def transitions(split: str, data: TextGameData) -> list[Transition]:

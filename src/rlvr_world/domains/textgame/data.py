@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,21 +89,3 @@ def select_games(transitions: list[Transition], games: list[str]) -> list[Transi
         raise DataError(f"unknown game(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     keep = set(games)
     return [t for t in transitions if t.game in keep]
-
-
-def rebalance(transitions: list[Transition], unchanged_ratio: float, seed: int) -> list[Transition]:
-    """Every changing transition plus a random subset of unchanged ones.
-
-    `unchanged_ratio` unchanged transitions are kept per changing one (as the
-    paper did, so RL data is not swamped by transitions that change nothing);
-    a negative ratio keeps everything.
-    """
-    if unchanged_ratio < 0:
-        return list(transitions)
-    changed = [t for t in transitions if t.changed]
-    unchanged = [t for t in transitions if not t.changed]
-    rng = random.Random(seed)
-    keep = rng.sample(unchanged, min(len(unchanged), int(round(unchanged_ratio * len(changed)))))
-    out = changed + keep
-    rng.shuffle(out)
-    return out

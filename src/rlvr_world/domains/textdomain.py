@@ -1,0 +1,69 @@
+"""What the language domains share: transitions serialised as text, a BPE tokenizer, a reward on decoded text.
+
+A subclass says how to read its transitions (`transitions`) and how to write
+one as prompt and target text (`prompt_text`, `target_text`); its transitions
+carry a boolean `changed`, which labels the evaluation groups and lets
+training rebalance changed against unchanged transitions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..engine.domain import Example
+from .balance import rebalance
+
+
+class TextDomain:
+    """Token ids in and out for domains whose states and actions are text."""
+
+    rewards: dict  # name -> (response text, transition) -> (value, parts)
+
+    def __init__(self, tokenizer, data):
+        self.tokenizer = tokenizer
+        self.data = data
+        self.eos_id = tokenizer.eos_token_id
+        self.pad_id = tokenizer.pad_token_id
+
+    # --- what a subclass provides ---------------------------------------------
+    @staticmethod
+    def transitions(split: str, data) -> list:
+        raise NotImplementedError
+
+    @staticmethod
+    def prompt_text(t) -> str:
+        raise NotImplementedError
+
+    @staticmethod
+    def target_text(t) -> str:
+        raise NotImplementedError
+
+    # --- shared ---------------------------------------------------------------
+    @classmethod
+    def corpus(cls, data) -> list[str]:
+        """Training texts for the tokenizer."""
+        return [cls.prompt_text(t) + cls.target_text(t) for t in cls.transitions("train", data)]
+
+    def example(self, t) -> Example:
+        prompt = self.tokenizer.encode(self.prompt_text(t), add_special_tokens=False)
+        target = self.tokenizer.encode(self.target_text(t), add_special_tokens=False) + [self.eos_id]
+        return Example(prompt, target, group="changed" if t.changed else "unchanged", payload=t)
+
+    def examples(self, split: str, stage: str = "", seed: int = 0) -> list[Example]:
+        """Examples of a split; for training, `stage` ("mle" or "rl") picks the changed/unchanged balance."""
+        ts = self.transitions(split, self.data)
+        if split == "train":
+            ratio = {"mle": self.data.mle_unchanged_ratio, "rl": self.data.rl_unchanged_ratio}.get(stage, -1.0)
+            ts = rebalance(ts, ratio, seed)
+        out = [self.example(t) for t in ts]
+        if split == "train":
+            out = [e for e in out if len(e.prompt_ids) <= self.data.max_prompt_tokens]
+        return out
+
+    def decode(self, response_ids: Sequence[int]) -> str:
+        ids = [i for i in response_ids if i not in (self.eos_id, self.pad_id)]
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def score(self, reward_name: str, response_ids: Sequence[int], example: Example) -> tuple[float, dict[str, Any]]:
+        """Decode the response and score it with the named reward (never raises)."""
+        return self.rewards[reward_name](self.decode(response_ids), example.payload)

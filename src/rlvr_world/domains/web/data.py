@@ -1,0 +1,105 @@
+"""The web domain's data: collected MiniWoB++ transitions, split into train and test by episode.
+
+A dataset is a gzipped JSON-lines file written by `collect.collect`, one
+transition a line: {task, episode, step, objective, before, action, after}.
+The prediction target is the difference before -> after (`acctree.diff`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import random
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from .acctree import Diff, diff
+from .collect import TASKS, CollectConfig
+
+CACHE = Path.home() / ".cache" / "rlvr-world" / "web"
+
+
+class DataError(ValueError):
+    """A web dataset that is missing or cannot be read."""
+
+
+@dataclass
+class WebData:
+    """Which transitions to collect and use."""
+
+    tasks: list[str] = field(default_factory=list)  # MiniWoB task pages (all 44 known ones when empty)
+    episodes_per_task: int = 20  # episodes collected per task
+    max_steps: int = 5  # actions per episode at most
+    scripted_prob: float = 0.6  # share of steps taken by the task-aware scripted policy (the rest: random)
+    collect_seed: int = 0  # policy randomness during collection
+    dataset: str = ""  # a collected dataset file (default: a cache file named after the settings above)
+    test_fraction: float = 0.2  # share of episodes held out for testing
+    diff_rule: str = "aligned"  # target difference: aligned (plain) or wma (the WMA-Agents annotation rule)
+    max_prompt_tokens: int = 1536  # longer training prompts are skipped (test prompts never are)
+    mle_unchanged_ratio: float = -1.0  # unchanged transitions kept per changing one for MLE (-1: all)
+    rl_unchanged_ratio: float = 0.25  # unchanged transitions kept per changing one for RL (-1: all)
+
+    def collect_config(self) -> CollectConfig:
+        return CollectConfig(tasks=self.tasks or list(TASKS), episodes_per_task=self.episodes_per_task,
+                             max_steps=self.max_steps, scripted_prob=self.scripted_prob, seed=self.collect_seed)
+
+    def path(self) -> Path:
+        """The dataset file: the one given, or the cache file for these collection settings."""
+        if self.dataset:
+            return Path(self.dataset)
+        key = json.dumps(vars(self.collect_config()), sort_keys=True)
+        return CACHE / f"miniwob-{hashlib.sha1(key.encode()).hexdigest()[:12]}.jsonl.gz"
+
+
+@dataclass
+class Transition:
+    task: str
+    episode: int
+    step: int
+    objective: str
+    action: str
+    before: str
+    after: str
+    rule: str = "aligned"
+
+    @cached_property
+    def diff(self) -> Diff:
+        return diff(self.before, self.after, rule=self.rule)
+
+    @property
+    def changed(self) -> bool:
+        return not self.diff.empty
+
+
+def read(path: str | Path, rule: str = "aligned") -> list[Transition]:
+    """Transitions from a collected dataset, or a one-line DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"web dataset not found: {path}")
+    out = []
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if line.strip():
+                    r = json.loads(line)
+                    out.append(Transition(r["task"], int(r["episode"]), int(r["step"]), r["objective"], r["action"],
+                                          r["before"], r["after"], rule))
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read {path}: {e}") from e
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise DataError(f"{path}, line {lineno}: not a web transition ({type(e).__name__}: {e})") from e
+    if not out:
+        raise DataError(f"{path} holds no transitions")
+    return out
+
+
+def split(transitions: list[Transition], name: str, test_fraction: float, seed: int = 0) -> list[Transition]:
+    """The train or test part; whole episodes go to one side, chosen by a seeded shuffle."""
+    if name not in ("train", "test"):
+        raise ValueError(f"unknown split {name!r}")
+    episodes = sorted({t.episode for t in transitions})
+    random.Random(seed).shuffle(episodes)
+    test = set(episodes[: max(1, round(test_fraction * len(episodes)))])
+    return [t for t in transitions if (t.episode in test) == (name == "test")]
