@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
 
-def cli(*args, cwd, check=True, **kw):
-    p = subprocess.run([sys.executable, "-m", "rlvr_world.cli", *args], cwd=cwd, env=ENV, capture_output=True,
+def cli(*args, cwd, check=True, env=None, **kw):
+    p = subprocess.run([sys.executable, "-m", "rlvr_world.cli", *args], cwd=cwd, env=env or ENV, capture_output=True,
                        text=True, timeout=600, **kw)
     if check:
         assert p.returncode == 0, p.stderr[-3000:]

@@ -1,6 +1,6 @@
 """The `rlvr-world` command line.
 
-    rlvr-world run [--preset default|full] [--rl.steps 50 ...]   the whole pipeline
+    rlvr-world run [--preset default|full|web] [--rl.steps 50 ...]   the whole pipeline
     rlvr-world eval --model DIR [--limit N]                       greedy evaluation of a saved model
 
 Every error a user can cause ends in one line on stderr and exit status 2.
@@ -33,14 +33,19 @@ class EvalConfig:
     threads: int = 0  # torch CPU threads (0: one per core)
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The command line; `run` offers the options of the preset named in `argv` (its domain's data options)."""
     from .pipeline import PRESETS, preset
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset", default="default")
+    name = pre.parse_known_args(argv)[0].preset
 
     p = OneLineParser(prog="rlvr-world", description="World models post-trained with RLVR.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     run = sub.add_parser("run", help="tokenizer -> MLE -> RLVR -> evaluation -> results")
     run.add_argument("--preset", choices=PRESETS, default="default", help="named configuration (default: default)")
-    add_options(run, preset("default"))
+    add_options(run, preset(name if name in PRESETS else "default"))
     ev = sub.add_parser("eval", help="greedy evaluation of a saved model")
     add_options(ev, EvalConfig())
     return p
@@ -89,13 +94,14 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     quiet_hf()
-    args = parser().parse_args(argv)
+    args = parser(argv).parse_args(argv)
     from .domains.textgame.data import DataError
+    from .domains.web.browser import BrowserError
     from .engine.models import ModelError
 
     try:
         {"run": cmd_run, "eval": cmd_eval}[args.command](args)
-    except (DataError, ModelError, ValueError, FileNotFoundError) as e:
+    except (DataError, ModelError, BrowserError, ValueError, FileNotFoundError) as e:
         sys.stderr.write(f"rlvr-world: error: {e}\n")
         return 2
     except KeyboardInterrupt:

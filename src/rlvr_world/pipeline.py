@@ -25,6 +25,7 @@ from .engine.mle import MLEConfig, train_mle
 from .engine.models import ModelConfig
 from .engine.rl import RLConfig, train_rl
 from .domains.textgame import TextGameData
+from .domains.web import WebData
 from .progress import console
 from .text import load_tokenizer
 
@@ -45,7 +46,7 @@ class RunConfig:
     max_new_tokens: int = 512  # longest response in evaluation
     eval_limit: int = 0  # test examples in the final evaluations (0: all)
     curve_limit: int = 150  # test examples in the evaluations during RL
-    data: TextGameData = field(default_factory=TextGameData)
+    data: TextGameData | WebData = field(default_factory=TextGameData)  # the domain's data options
     model: ModelConfig = field(default_factory=ModelConfig)
     mle: MLEConfig = field(default_factory=MLEConfig)
     rl: RLConfig = field(default_factory=RLConfig)
@@ -78,10 +79,29 @@ def preset(name: str) -> RunConfig:
                         save_every=1, lr=1e-3),
             eval_limit=4, curve_limit=2, max_new_tokens=24, eval_batch_size=4,
         )
-    raise ValueError(f"unknown preset {name!r}; known: default, full, tiny")
+    if name == "web":  # ~20 min: 44 MiniWoB tasks x 12 episodes collected, 3 MLE epochs, 30 RL steps
+        return RunConfig(
+            domain="web", out="runs/web", results="results/web-default.json",
+            data=WebData(episodes_per_task=12),
+            mle=MLEConfig(epochs=3.0, lr=2e-3),
+            rl=RLConfig(reward="f1", steps=30, prompts_per_step=8, group_size=8, micro_batch_size=32,
+                        max_new_tokens=256, eval_every=10),
+            max_new_tokens=256, curve_limit=100,
+        )
+    if name == "web-tiny":  # seconds (plus a browser), for tests
+        return RunConfig(
+            domain="web", out="runs/web-tiny", results="runs/web-tiny/results.json", vocab_size=600,
+            data=WebData(tasks=["click-checkboxes", "click-button", "enter-text"], episodes_per_task=3, max_steps=3),
+            model=ModelConfig(hidden_size=64, num_layers=2, num_heads=2, max_positions=2048),
+            mle=MLEConfig(epochs=30, lr=1e-2, batch_tokens=2000, warmup_steps=2, save_every=20),
+            rl=RLConfig(reward="f1", steps=4, prompts_per_step=6, group_size=6, max_new_tokens=48, eval_every=2,
+                        save_every=1, lr=1e-3),
+            eval_limit=4, curve_limit=2, max_new_tokens=48, eval_batch_size=4,
+        )
+    raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
 
 
-PRESETS = ("default", "full", "tiny")
+PRESETS = ("default", "full", "tiny", "web", "web-tiny")
 
 
 class Pipeline:
@@ -93,7 +113,10 @@ class Pipeline:
         dev.set_threads(cfg.threads)
         self.device = dev.pick_device(cfg.device)
         self.amp = dev.amp(self.device, cfg.dtype)
-        domain_cls, _, self.make_tokenizer = domains.get(cfg.domain)
+        domain_cls, data_cls, self.make_tokenizer = domains.get(cfg.domain)
+        if not isinstance(cfg.data, data_cls):
+            raise ValueError(f"the {cfg.domain} domain takes its data options from its presets "
+                             f"({', '.join(p for p in PRESETS if preset(p).domain == cfg.domain)})")
         self.domain_cls = domain_cls
 
     # ---- phases ------------------------------------------------------------
@@ -185,6 +208,9 @@ class Pipeline:
         save_config(self.out, cfg)
         if not cfg.resume:
             (self.out / "timings.json").unlink(missing_ok=True)
+        if hasattr(self.domain_cls, "prepare"):  # e.g. collecting transitions with a real browser
+            with self.timed("collect"):
+                self.domain_cls.prepare(cfg.data)
         with self.timed("tokenizer", "tokenizer/tokenizer.json"):
             tok = self.tokenizer()
         domain = self.domain_cls(tok, cfg.data)

@@ -1,9 +1,11 @@
 """Results of a pipeline run: JSON, a Markdown table and a plot, plus the paired significance test.
 
 Significance: MLE and RLVR are scored on the same test examples, so their
-difference is tested per example. For a 0/1 metric we use McNemar's exact test
-(a binomial test on the examples where exactly one model is right) and a
-paired bootstrap 95% interval of the difference in points.
+difference is tested per example: McNemar's exact test for a 0/1 metric
+(exact-state accuracy), the Wilcoxon signed-rank test for a graded one (F1),
+and a paired bootstrap 95% interval of the difference in points. What a
+domain reports (its metric's name, table columns, extra parts, the paper's
+numbers) comes from the domain class.
 """
 
 from __future__ import annotations
@@ -12,20 +14,19 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import binomtest
+from scipy.stats import binomtest, wilcoxon
 
+from . import domains
 from .engine.checkpoint import MetricLog, save_json
 
-# Facts from the RLVR-World paper (Table: text game, 1.5B model, task-specific reward) and its GPT-4 baseline.
-PAPER = {
-    "paper_1.5B_mle": {"unchanged": 38.9, "changed": 24.2, "overall": 32.9},
-    "paper_1.5B_rlvr": {"unchanged": 83.7, "changed": 33.8, "overall": 63.2},
-    "gpt4_overall": 64.8,
-}
 
+def paired_test(mle: dict, rlvr: dict, group: str | None = None, seed: int = 0, binary: bool = True) -> dict:
+    """Paired test of rlvr - mle on the same examples, in points, with a bootstrap 95% interval.
 
-def paired_test(mle: dict, rlvr: dict, group: str | None = None, seed: int = 0) -> dict:
-    """McNemar exact p-value and a paired bootstrap interval for rlvr - mle, in points."""
+    A 0/1 metric gets McNemar's exact test (a binomial test on the examples
+    where exactly one model is right); a graded one (F1) the Wilcoxon
+    signed-rank test on the per-example differences.
+    """
     a = {r["index"]: r["value"] for r in mle["records"] if group in (None, r["group"])}
     b = {r["index"]: r["value"] for r in rlvr["records"] if group in (None, r["group"])}
     keys = sorted(a.keys() & b.keys())
@@ -34,28 +35,41 @@ def paired_test(mle: dict, rlvr: dict, group: str | None = None, seed: int = 0) 
     if not len(keys):
         return {}
     gained, lost = int(((y > x)).sum()), int(((y < x)).sum())
-    p = binomtest(gained, gained + lost, 0.5).pvalue if gained + lost else 1.0
+    if not gained + lost:
+        p = 1.0
+    elif binary:
+        p = binomtest(gained, gained + lost, 0.5).pvalue
+    else:
+        p = wilcoxon(y - x, zero_method="wilcox").pvalue
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(keys), size=(2000, len(keys)))
     diffs = 100.0 * (y[idx] - x[idx]).mean(axis=1)
     return {"delta": round(100.0 * float((y - x).mean()), 2), "gained": gained, "lost": lost,
-            "mcnemar_p": float(p), "ci95": [round(float(np.percentile(diffs, 2.5)), 2),
-                                             round(float(np.percentile(diffs, 97.5)), 2)]}
+            "test": "mcnemar" if binary else "wilcoxon", "p": float(p), **({"mcnemar_p": float(p)} if binary else {}),
+            "ci95": [round(float(np.percentile(diffs, 2.5)), 2), round(float(np.percentile(diffs, 97.5)), 2)]}
 
 
-def accuracies(summary: dict) -> dict:
-    return {k: summary[k] for k in ("unchanged", "changed", "overall") if k in summary}
+GROUPS = ("unchanged", "changed", "overall")
+
+
+def scores(summary: dict, domain_cls) -> dict:
+    """The metric per group and overall, plus the parts the domain reports (all in percent)."""
+    return {k: summary[k] for k in (*GROUPS, *getattr(domain_cls, "reported_parts", ())) if k in summary}
 
 
 def build(cfg, *, command: str, timings: dict[str, float], params: int, mle: dict, rlvr: dict, out: Path,
           n_train: int, n_rl: int, n_test_split: int) -> dict:
     curve = [r for r in MetricLog(out / "rl" / "metrics.jsonl").rows()]
+    domain_cls = domains.get(cfg.domain)[0]
     return {
         "command": command,
         "wall_s": round(sum(timings.values()), 1),  # all phases, summed over resumed invocations
         "phase_s": timings,
         "domain": cfg.domain,
-        "games": cfg.data.games or "all",
+        "metric": domain_cls.metric_label,
+        "columns": list(domain_cls.columns),
+        "metric_column": "overall" if "overall" in domain_cls.columns else domain_cls.metric,
+        **domain_cls.describe(cfg.data),
         "n_test": mle["n"],
         "n_test_split": n_test_split,  # transitions in the whole test split (n_test is a subset when smaller)
         "n_test_groups": mle["counts"],
@@ -63,11 +77,11 @@ def build(cfg, *, command: str, timings: dict[str, float], params: int, mle: dic
         "n_train_rl": n_rl,
         "reward": cfg.rl.reward,
         "params": params,
-        "mle": accuracies(mle),
-        "rlvr": accuracies(rlvr),
-        "significance": {g: paired_test(mle, rlvr, None if g == "overall" else g)
-                         for g in ("unchanged", "changed", "overall")},
-        "reference": PAPER,
+        "mle": scores(mle, domain_cls),
+        "rlvr": scores(rlvr, domain_cls),
+        "significance": {g: paired_test(mle, rlvr, None if g == "overall" else g, binary=domain_cls.binary_metric)
+                         for g in GROUPS},
+        "reference": domain_cls.reference,
         "rl_curve": [{k: v for k, v in r.items() if k == "step" or k.startswith(("test/", "reward/mean"))}
                      for r in curve],
         "config": dataclasses.asdict(cfg),
@@ -75,24 +89,25 @@ def build(cfg, *, command: str, timings: dict[str, float], params: int, mle: dic
 
 
 def markdown(res: dict) -> str:
-    rows = ["| model | unchanged | changed | overall |", "| --- | --- | --- | --- |"]
+    cols = res["columns"]
+    rows = ["| model | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols)]
     for name, key in (("MLE", "mle"), (f"RLVR ({res['reward']} reward)", "rlvr")):
-        a = res[key]
-        rows.append(f"| {name} | {a.get('unchanged', '-')} | {a.get('changed', '-')} | {a.get('overall', '-')} |")
+        rows.append(f"| {name} | " + " | ".join(str(res[key].get(c, "-")) for c in cols) + " |")
     sig = res["significance"]
+    tested = {c: "overall" if c == res["metric_column"] else c for c in cols}  # the metric's column is "overall"
     rows.append("| RLVR - MLE (points) | " + " | ".join(
-        f"{sig[g].get('delta', '-')} (p={sig[g].get('mcnemar_p', 1):.2g})" for g in ("unchanged", "changed", "overall")) + " |")
-    ref = res["reference"]
-    for name, key in (("paper 1.5B MLE", "paper_1.5B_mle"), ("paper 1.5B RLVR", "paper_1.5B_rlvr")):
-        a = ref[key]
-        rows.append(f"| {name} | {a['unchanged']} | {a['changed']} | {a['overall']} |")
-    rows.append(f"| GPT-4 (benchmark paper) | | | {ref['gpt4_overall']} |")
+        f"{sig[tested[c]]['delta']} (p={sig[tested[c]]['p']:.2g})" if sig.get(tested[c]) else "" for c in cols) + " |")
+    for name, ref in res["reference"].items():
+        rows.append(f"| {name} | " + " | ".join(str(ref.get(c, "")) for c in cols) + " |")
     subset = (f"a fixed random subset of the {res['n_test_split']}-transition test split"
               if res["n_test"] < res["n_test_split"] else "the whole test split")
-    head = (f"Exact-state accuracy (%) on {res['n_test']} test transitions ({subset}; {res['n_test_groups']}); "
-            f"games: {res['games'] if isinstance(res['games'], str) else ', '.join(res['games'])}; "
-            f"{res['params'] / 1e6:.2f}M-parameter model trained from scratch; wall time {res['wall_s'] / 60:.1f} min.\n\n"
-            f"Written by `{res['command']}`. p: McNemar's exact test on the same test transitions.\n\n")
+    info = "; ".join(f"{k}: {v if isinstance(v, (str, int)) else ', '.join(map(str, v))}"
+                     for k, v in res.items() if k in ("games", "n_task_types"))
+    tests = sorted({s.get("test", "") for s in sig.values() if s})
+    head = (f"{res['metric']} (%) on {res['n_test']} test transitions ({subset}; {res['n_test_groups']}); "
+            f"{info}; {res['params'] / 1e6:.2f}M-parameter model trained from scratch; "
+            f"wall time {res['wall_s'] / 60:.1f} min.\n\n"
+            f"Written by `{res['command']}`. p: paired {' / '.join(tests)} test on the same test transitions.\n\n")
     return head + "\n".join(rows) + "\n"
 
 
@@ -117,7 +132,7 @@ def plot(res: dict, path: Path) -> None:
         pts = [(r["step"], r[f"test/{g}"]) for r in curve if f"test/{g}" in r]
         if pts:
             ax2.plot(*zip(*pts), marker="o", label=g)
-    ax2.set(xlabel="RL step", ylabel="exact-state accuracy (%)", title="Test-subset accuracy during RLVR")
+    ax2.set(xlabel="RL step", ylabel=f"{res['metric']} (%)", title=f"Test-subset {res['metric']} during RLVR")
     ax2.legend()
     fig.suptitle(f"{res['domain']}: {res['command']}", fontsize=9)
     fig.tight_layout()

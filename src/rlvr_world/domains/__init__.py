@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from . import textgame
+from . import textgame, web
 
 # name -> (domain class, its data-options dataclass, tokenizer factory)
 DOMAINS = {
     "textgame": (textgame.TextGameDomain, textgame.TextGameData, textgame.make_tokenizer),
+    "web": (web.WebDomain, web.WebData, web.make_tokenizer),
 }
 
 

@@ -15,17 +15,22 @@ from .sampler import sample
 
 @dataclass
 class EvalResult:
-    """Mean metric in percent, overall and per group, with every example's outcome."""
+    """Mean metric in percent, overall and per group, with every example's outcome.
+
+    `parts` holds the means (in percent) of the reward parts the domain reports
+    besides its metric (`domain.reported_parts`, e.g. precision and recall).
+    """
 
     overall: float
     groups: dict[str, float]
     counts: dict[str, int]
     n: int
     records: list[dict] = field(default_factory=list, repr=False)
+    parts: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict:
         return {**{g: round(v, 2) for g, v in sorted(self.groups.items())}, "overall": round(self.overall, 2),
-                "n": self.n, "counts": self.counts}
+                **{k: round(v, 2) for k, v in self.parts.items()}, "n": self.n, "counts": self.counts}
 
 
 def length_batches(examples: Sequence[Example], batch_size: int) -> list[list[int]]:
@@ -48,6 +53,7 @@ def evaluate(
     show_progress: bool = True,
 ) -> EvalResult:
     metric = metric or domain.metric
+    reported = getattr(domain, "reported_parts", ())
     model.eval()
     values: list[float] = [0.0] * len(examples)
     records: list[dict] = [{}] * len(examples)
@@ -59,7 +65,8 @@ def evaluate(
                 value, parts = domain.score(metric, response, examples[i])
                 values[i] = value
                 records[i] = {"index": i, "group": examples[i].group, "value": value,
-                              "response": domain.decode(response), **{k: v for k, v in parts.items() if k == "why"}}
+                              "response": domain.decode(response),
+                              **{k: v for k, v in parts.items() if k == "why" or k in reported}}
             advance(progress, len(idx))
     sums: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
@@ -68,4 +75,5 @@ def evaluate(
         counts[e.group] += 1
     groups = {g: 100.0 * sums[g] / counts[g] for g in sums}
     overall = 100.0 * sum(values) / max(1, len(values))
-    return EvalResult(overall, groups, dict(counts), len(examples), records)
+    parts = {k: 100.0 * sum(r.get(k, 0.0) for r in records) / max(1, len(records)) for k in reported}
+    return EvalResult(overall, groups, dict(counts), len(examples), records, parts)

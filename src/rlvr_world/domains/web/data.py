@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import random
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -18,7 +19,7 @@ from pathlib import Path
 from .acctree import Diff, diff
 from .collect import TASKS, CollectConfig
 
-CACHE = Path.home() / ".cache" / "rlvr-world" / "web"
+CACHE = Path(os.environ.get("RLVR_WORLD_CACHE", Path.home() / ".cache" / "rlvr-world")) / "web"
 
 
 class DataError(ValueError):
@@ -34,7 +35,7 @@ class WebData:
     max_steps: int = 5  # actions per episode at most
     scripted_prob: float = 0.6  # share of steps taken by the task-aware scripted policy (the rest: random)
     collect_seed: int = 0  # policy randomness during collection
-    dataset: str = ""  # a collected dataset file (default: a cache file named after the settings above)
+    dataset: str = ""  # a collected dataset file (default: collected once into $RLVR_WORLD_CACHE or ~/.cache/rlvr-world)
     test_fraction: float = 0.2  # share of episodes held out for testing
     diff_rule: str = "aligned"  # target difference: aligned (plain) or wma (the WMA-Agents annotation rule)
     max_prompt_tokens: int = 1536  # longer training prompts are skipped (test prompts never are)
