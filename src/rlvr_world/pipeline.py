@@ -79,11 +79,11 @@ def preset(name: str) -> RunConfig:
                         save_every=1, lr=1e-3),
             eval_limit=4, curve_limit=2, max_new_tokens=24, eval_batch_size=4,
         )
-    if name == "web":  # ~20 min: 44 MiniWoB tasks x 12 episodes collected, 3 MLE epochs, 30 RL steps
+    if name == "web":  # ~25 min: 44 MiniWoB tasks x 12 episodes collected, 12 MLE epochs, 30 RL steps
         return RunConfig(
             domain="web", out="runs/web", results="results/web-default.json",
-            data=WebData(episodes_per_task=12),
-            mle=MLEConfig(epochs=3.0, lr=2e-3),
+            data=WebData(mle_unchanged_ratio=0.25),
+            mle=MLEConfig(epochs=12.0, lr=3e-3),
             rl=RLConfig(reward="f1", steps=30, prompts_per_step=8, group_size=8, micro_batch_size=32,
                         max_new_tokens=256, eval_every=10),
             max_new_tokens=256, curve_limit=100,

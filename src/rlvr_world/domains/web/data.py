@@ -31,7 +31,7 @@ class WebData:
     """Which transitions to collect and use."""
 
     tasks: list[str] = field(default_factory=list)  # MiniWoB task pages (all 44 known ones when empty)
-    episodes_per_task: int = 20  # episodes collected per task
+    episodes_per_task: int = 12  # episodes collected per task
     max_steps: int = 5  # actions per episode at most
     scripted_prob: float = 0.6  # share of steps taken by the task-aware scripted policy (the rest: random)
     collect_seed: int = 0  # policy randomness during collection
