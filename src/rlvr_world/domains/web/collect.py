@@ -11,7 +11,9 @@ Actions come from a mix of two policies, chosen afresh at every step: a
 task-aware scripted one (click the elements the instruction names, type the
 text it quotes, then press a submit-like button) and a random one (click,
 hover, type, press a key or scroll anywhere), so the data holds successes,
-wrong moves and no-ops.
+wrong moves and no-ops. The page's own randomness (`Math.random`, which
+MiniWoB uses to generate problems) is replaced by a generator seeded from
+`seed`, so the same settings collect the same transitions again.
 
 A page that crashes or hangs costs one retry with a fresh browser, then the
 episode is skipped with a message; the dataset file is written to a temporary
@@ -48,6 +50,14 @@ TASKS = [
     "terminal", "text-transform", "use-autocomplete-nodelay",
 ]
 START = r"""
+let state = arguments[0] >>> 0;  // the page's randomness, seeded (mulberry32), so a collection can be repeated
+Math.random = function () {
+  state = (state + 0x6D2B79F5) >>> 0;
+  let t = state;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+};
 core.EPISODE_MAX_TIME = 3600 * 1000;  // our steps are slow; the task's own timer must not end the episode
 core.startEpisodeReal();
 for (const id of ['reward-display', 'click-canvas', 'sync-task-cover']) {
@@ -101,6 +111,7 @@ def scripted_action(tree: str, goal: str, done: set[int], rng: random.Random) ->
     quoted = re.findall(r'"([^"]+)"', goal)
     els = [e for e in elements(tree) if e[0] not in done]
     named = [e for e in els if e[1] in CLICKABLE and e[1] != "StaticText" and e[2].strip()
+             and e[2].strip().lower() not in SUBMIT  # submit comes last
              and re.search(r"\b" + re.escape(e[2].strip().lower()) + r"\b", goal_l)]
     if named:
         e = rng.choice(named)
@@ -135,7 +146,7 @@ def random_action(tree: str, rng: random.Random) -> Action:
 def run_episode(browser: Browser, task: str, episode: int, cfg: CollectConfig, rng: random.Random) -> list[dict]:
     """One episode's transitions: {task, episode, step, objective, before, action, after}."""
     browser.open(task_url(task))
-    goal = browser.js(START) or ""
+    goal = browser.js(START, rng.randrange(2**32)) or ""
     browser.settle(cfg.settle_s)
     tree, out, done = browser.tree(), [], set()
     for step in range(cfg.max_steps):
