@@ -184,9 +184,10 @@ def collect(cfg: CollectConfig, path: str | Path, *, browser_factory: Callable[[
     try:
         with gzip.open(tmp, "wt", encoding="utf-8") as f, bar("collect", total=len(jobs)) as progress:
             for episode, (task, _) in enumerate(jobs):
+                seed = rng.random()  # drawn once, so a retried episode replays the same problem and actions
                 for attempt in range(retries + 1):
                     try:
-                        rows = run_episode(browser, task, episode, cfg, random.Random(rng.random()))
+                        rows = run_episode(browser, task, episode, cfg, random.Random(seed))
                         break
                     except Exception as e:  # crashed or hung page: fresh browser, then retry or skip
                         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
