@@ -6,8 +6,8 @@ from . import textgame, web
 
 # name -> (domain class, its data-options dataclass, tokenizer factory)
 DOMAINS = {
-    "textgame": (textgame.TextGameDomain, textgame.TextGameData, textgame.make_tokenizer),
-    "web": (web.WebDomain, web.WebData, web.make_tokenizer),
+    "textgame": (textgame.TextGameDomain, textgame.TextGameData, textgame.TextGameDomain.make_tokenizer),
+    "web": (web.WebDomain, web.WebData, web.WebDomain.make_tokenizer),
 }
 
 

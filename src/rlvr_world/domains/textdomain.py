@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..engine.domain import Example
+from ..text import train_bpe
 from .balance import rebalance
 
 
@@ -43,6 +44,11 @@ class TextDomain:
     def corpus(cls, data) -> list[str]:
         """Training texts for the tokenizer."""
         return [cls.prompt_text(t) + cls.target_text(t) for t in cls.transitions("train", data)]
+
+    @classmethod
+    def make_tokenizer(cls, data, vocab_size: int):
+        """A byte-level BPE tokenizer trained on the training split."""
+        return train_bpe(cls.corpus(data), vocab_size)
 
     def example(self, t) -> Example:
         prompt = self.tokenizer.encode(self.prompt_text(t), add_special_tokens=False)

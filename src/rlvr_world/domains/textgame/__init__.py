@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...text import train_bpe
 from ..textdomain import TextDomain
 from . import reward
 from .data import Transition, load_split, select_games
@@ -46,8 +45,8 @@ class TextGameDomain(TextDomain):
     @staticmethod
     def check_data(data: TextGameData) -> None:
         """Read both splits once, so bad data fails before anything is written."""
-        transitions("train", data)
-        transitions("test", data)
+        TextGameDomain.transitions("train", data)
+        TextGameDomain.transitions("test", data)
 
     @staticmethod
     def describe(data: TextGameData) -> dict:
@@ -55,16 +54,9 @@ class TextGameDomain(TextDomain):
 
     @staticmethod
     def transitions(split: str, data: TextGameData) -> list[Transition]:
-        return transitions(split, data)
+        path = data.train_path if split == "train" else data.test_path
+        return select_games(load_split(split, path), data.games)
 
     prompt_text = staticmethod(prompt_text)
     target_text = staticmethod(target_text)
 
-
-def transitions(split: str, data: TextGameData) -> list[Transition]:
-    path = data.train_path if split == "train" else data.test_path
-    return select_games(load_split(split, path), data.games)
-
-
-def make_tokenizer(data: TextGameData, vocab_size: int):
-    return train_bpe(TextGameDomain.corpus(data), vocab_size)

@@ -16,14 +16,13 @@ learning a bug.
 
 from __future__ import annotations
 
-from ...text import train_bpe
 from ..textdomain import TextDomain
 from . import data as webdata
 from .acctree import format_diff
 from .data import DataError, Transition, WebData
 from .reward import f1_reward
 
-__all__ = ["DataError", "WebData", "WebDomain", "make_tokenizer", "prompt_text", "target_text"]
+__all__ = ["DataError", "WebData", "WebDomain", "prompt_text", "target_text"]
 
 
 def prompt_text(t: Transition) -> str:
@@ -74,24 +73,17 @@ class WebDomain(TextDomain):
         for task in data.tasks:
             task_url(task)
         if data.dataset or data.path().is_file():
-            transitions("train", data)
+            WebDomain.transitions("train", data)
 
     @staticmethod
     def describe(data: WebData) -> dict:
-        tasks = sorted({t.task for t in transitions("test", data)})
+        tasks = sorted({t.task for t in WebDomain.transitions("test", data)})
         return {"n_task_types": len(tasks), "tasks": tasks}
 
     @staticmethod
     def transitions(split: str, data: WebData) -> list[Transition]:
-        return transitions(split, data)
+        return webdata.split(webdata.read(data.path(), data.diff_rule), split, data.test_fraction)
 
     prompt_text = staticmethod(prompt_text)
     target_text = staticmethod(target_text)
 
-
-def transitions(split: str, data: WebData) -> list[Transition]:
-    return webdata.split(webdata.read(data.path(), data.diff_rule), split, data.test_fraction)
-
-
-def make_tokenizer(data: WebData, vocab_size: int):
-    return train_bpe(WebDomain.corpus(data), vocab_size)

@@ -76,7 +76,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 __all__ = ["Diff", "Node", "Rule", "SECTION_HEADERS", "diff", "format_diff", "parse", "parse_diff"]
 
@@ -254,6 +253,7 @@ def _split_name(content: str) -> tuple[str, str]:
 
 def _wma_diff(before: Sequence[Node], after: Sequence[Node]) -> Diff:
     """The WMA-Agents annotation rule (see the module docstring)."""
+    from scipy.optimize import linear_sum_assignment  # only this rule needs it; keeps start-up light
     old, new = _keyed_by_int_id(before), _keyed_by_int_id(after)
     if not old or not new:
         return Diff(new=[n.line for n in new.values()], deleted=[n.line for n in old.values()])

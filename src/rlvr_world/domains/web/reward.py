@@ -24,9 +24,6 @@ from collections import Counter
 
 from .acctree import Diff, parse_diff
 
-SECTIONS = ("new", "deleted", "updated")
-
-
 def matches(predicted: list[str] | tuple[str, ...], real: list[str] | tuple[str, ...]) -> int:
     """Size of the largest one-to-one matching of equal lines."""
     return sum((Counter(predicted) & Counter(real)).values())
@@ -34,11 +31,11 @@ def matches(predicted: list[str] | tuple[str, ...], real: list[str] | tuple[str,
 
 def prf(predicted: Diff, real: Diff) -> dict[str, float]:
     """Pooled precision, recall and F1 (each in [0, 1]) of a predicted difference."""
-    n_pred = sum(len(getattr(predicted, s)) for s in SECTIONS)
-    n_real = sum(len(getattr(real, s)) for s in SECTIONS)
+    n_pred = sum(map(len, predicted.sections))
+    n_real = sum(map(len, real.sections))
     if n_pred == 0 and n_real == 0:
         return {"precision": 1.0, "recall": 1.0, "f1": 1.0}
-    tp = sum(matches(getattr(predicted, s), getattr(real, s)) for s in SECTIONS)
+    tp = sum(matches(p, r) for p, r in zip(predicted.sections, real.sections))
     p = tp / n_pred if n_pred else 0.0
     r = tp / n_real if n_real else 0.0
     return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if tp else 0.0}
