@@ -94,3 +94,19 @@ def test_rl_resume_after_interrupt_equals_uninterrupted(tmp_path):
     for k, v in full.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k
     assert [r["step"] for r in rows(tmp_path / "cut" / "metrics.jsonl") if "reward/mean" in r] == [1, 2, 3, 4, 5, 6]
+
+
+def test_given_tokens_get_no_gradient_in_mle_or_rl():
+    """Tokens the data gives (Example.loss_mask 0) count in neither loss: changing them changes neither."""
+    from rlvr_world.engine.mle import mle_loss
+    from rlvr_world.engine.rl import trained_mask
+
+    model = toy_model()
+    a = [Example([3, 4], [7, 9, 7, 2], loss_mask=[1, 0, 1, 1])]
+    b = [Example([3, 4], [7, 9, 7, 2], loss_mask=[1, 1, 1, 1])]
+    loss_a, n_a = mle_loss(model, a, pad_id=0)
+    loss_b, n_b = mle_loss(model, b, pad_id=0)
+    assert (n_a, n_b) == (3, 4) and not torch.isclose(loss_a, loss_b)
+    assert a[0].forced() == [-1, 9, -1, -1] and b[0].forced() is None
+    mask = trained_mask([[7, 9, 7, 2], [7]], [[1, 0, 1, 1], [1, 0, 1, 1]], 5)
+    assert mask.tolist() == [[1, 0, 1, 1, 0], [1, 0, 0, 0, 0]]

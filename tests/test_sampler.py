@@ -158,3 +158,28 @@ def test_group_logprobs_equal_full_rows_with_their_gradients(tiny_lm):
     assert torch.allclose(grouped * mask, full * batch.response_mask, atol=1e-5)
     for a, b in zip(grouped_grads, full_grads):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_forced_positions_are_written_in_and_the_rest_is_sampled_from_the_history(tiny_lm):
+    """Interleaving (video: generated frame, real action, generated frame): given ids land where they belong,
+    and every sampled token is drawn from the model conditioned on the given ones."""
+    forced = [[-1, -1, 40, 41, -1, -1], None, [-1, 33]]
+    out = sample(tiny_lm, PROMPTS, eos_id=2, pad_id=0, max_new_tokens=6, num_samples=2, temperature=0.0,
+                 return_logits=True, forced=forced)
+    for row in range(out.tokens.size(0)):
+        f = forced[row // 2]
+        n = int(out.lengths[row])
+        got = out.tokens[row, :n].tolist()
+        for t, want in enumerate(f or []):
+            if want >= 0 and t < n:
+                assert got[t] == want
+        seq = torch.tensor([PROMPTS[row // 2] + got])
+        with torch.no_grad():
+            full = tiny_lm(input_ids=seq).logits[0]  # (L, V) plain forward on the interleaved sequence
+        P = len(PROMPTS[row // 2])
+        for t in range(n):
+            if not f or t >= len(f) or f[t] < 0:
+                assert got[t] == int(full[P - 1 + t].argmax())
+    # without forcing, the greedy row differs at the forced positions
+    free = sample(tiny_lm, PROMPTS[:1], eos_id=2, pad_id=0, max_new_tokens=6, temperature=0.0)
+    assert free.tokens[0, 2:4].tolist() != [40, 41]

@@ -24,6 +24,15 @@ class Example:
     target_ids: list[int]  # ends with the end-of-sequence id
     group: str = "all"  # evaluation breakdown, e.g. "changed" / "unchanged"
     payload: Any = field(default=None, repr=False)  # what the domain needs to score
+    # per target token: 1 = the model predicts it, 0 = the data gives it (e.g. a real action between
+    # predicted frames): left out of every loss and written in by the sampler. None: all predicted.
+    loss_mask: list[int] | None = None
+
+    def forced(self) -> list[int] | None:
+        """Per target position, the id the sampler must write (-1: the model samples); None when nothing is given."""
+        if self.loss_mask is None or all(self.loss_mask):
+            return None
+        return [-1 if m else t for t, m in zip(self.target_ids, self.loss_mask)]
 
 
 class Domain(Protocol):

@@ -15,10 +15,12 @@ from .sampler import sample
 
 @dataclass
 class EvalResult:
-    """Mean metric in percent, overall and per group, with every example's outcome.
+    """Mean metric, overall and per group, with every example's outcome.
 
-    `parts` holds the means (in percent) of the reward parts the domain reports
-    besides its metric (`domain.reported_parts`, e.g. precision and recall).
+    `parts` holds the means of the reward parts the domain reports besides its
+    metric (`domain.reported_parts`, e.g. precision and recall), `group_parts`
+    the same per group. Means are in percent unless the domain says otherwise
+    (`domain.metric_scale`, e.g. 1 for PSNR in dB).
     """
 
     overall: float
@@ -27,10 +29,12 @@ class EvalResult:
     n: int
     records: list[dict] = field(default_factory=list, repr=False)
     parts: dict[str, float] = field(default_factory=dict)
+    group_parts: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def summary(self) -> dict:
-        return {**{g: round(v, 2) for g, v in sorted(self.groups.items())}, "overall": round(self.overall, 2),
-                **{k: round(v, 2) for k, v in self.parts.items()}, "n": self.n, "counts": self.counts}
+        return {**{g: round(v, 4) for g, v in sorted(self.groups.items())}, "overall": round(self.overall, 4),
+                **{k: round(v, 4) for k, v in self.parts.items()}, "n": self.n, "counts": self.counts,
+                "group_parts": {g: {k: round(v, 4) for k, v in p.items()} for g, p in sorted(self.group_parts.items())}}
 
 
 def length_batches(examples: Sequence[Example], batch_size: int) -> list[list[int]]:
@@ -60,7 +64,8 @@ def evaluate(
     with bar(description, total=len(examples), disable=not show_progress) as progress:
         for idx in length_batches(examples, batch_size):
             out = sample(model, [examples[i].prompt_ids for i in idx], eos_id=domain.eos_id, pad_id=domain.pad_id,
-                         max_new_tokens=max_new_tokens, temperature=0.0, autocast=autocast)
+                         max_new_tokens=max_new_tokens, temperature=0.0, autocast=autocast,
+                         forced=[examples[i].forced() for i in idx])
             for i, response in zip(idx, out.responses()):
                 value, parts = domain.score(metric, response, examples[i])
                 values[i] = value
@@ -73,7 +78,19 @@ def evaluate(
     for e, v in zip(examples, values):
         sums[e.group] += v
         counts[e.group] += 1
-    groups = {g: 100.0 * sums[g] / counts[g] for g in sums}
-    overall = 100.0 * sum(values) / max(1, len(values))
-    parts = {k: 100.0 * sum(r.get(k, 0.0) for r in records) / max(1, len(records)) for k in reported}
-    return EvalResult(overall, groups, dict(counts), len(examples), records, parts)
+    scale = getattr(domain, "metric_scale", 100.0)
+    groups = {g: scale * sums[g] / counts[g] for g in sums}
+    overall = scale * sum(values) / max(1, len(values))
+    parts = part_means(records, reported, scale)
+    group_parts = {g: part_means([r for r in records if r["group"] == g], reported, scale) for g in counts}
+    return EvalResult(overall, groups, dict(counts), len(examples), records, parts, group_parts)
+
+
+def part_means(records: Sequence[dict], keys: Sequence[str], scale: float) -> dict[str, float]:
+    """Mean of each reported part over the records that have it (times `scale`)."""
+    out = {}
+    for k in keys:
+        vals = [r[k] for r in records if isinstance(r.get(k), (int, float))]
+        if vals:
+            out[k] = scale * sum(vals) / len(vals)
+    return out

@@ -1,4 +1,5 @@
-"""Maximum-likelihood training: teacher-forced next-token loss on the target tokens only.
+"""Maximum-likelihood training: teacher-forced next-token loss on the target tokens only
+(less any the data gives, `Example.loss_mask`).
 
 Batches are formed by token budget from length-sorted chunks of a seeded
 shuffle, so padding stays small; the whole batch plan is a function of the
@@ -73,8 +74,18 @@ def mle_loss(model, examples: Sequence[Example], pad_id: int, autocast=None) -> 
     """Mean negative log-likelihood of the target tokens, and how many there were."""
     batch = make_batch([e.prompt_ids for e in examples], [e.target_ids for e in examples], pad_id)
     logp, _ = token_logprobs(model, batch, autocast=autocast)  # (N, T)
-    mask = batch.response_mask.to(logp.device).float()
-    return -(logp * mask).sum() / mask.sum(), batch.num_tokens
+    mask = batch.response_mask.float() * loss_masks(examples, batch.response_mask.size(1))  # (N, T)
+    mask = mask.to(logp.device)
+    return -(logp * mask).sum() / mask.sum().clamp(min=1), int(mask.sum())
+
+
+def loss_masks(examples: Sequence[Example], width: int) -> torch.Tensor:
+    """(N, width) float: 0 on target tokens the data gives (`Example.loss_mask`), 1 elsewhere."""
+    out = torch.ones((len(examples), width))
+    for i, e in enumerate(examples):
+        if e.loss_mask is not None:
+            out[i, : len(e.loss_mask)] = torch.as_tensor(e.loss_mask[:width], dtype=torch.float)
+    return out
 
 
 def train_mle(

@@ -65,6 +65,7 @@ class Rollouts:
     advantages: torch.Tensor  # (N,)
     parts: dict[str, float]  # mean reward components
     finished: torch.Tensor  # (N,) bool
+    given: list[list[int] | None] | None = None  # (N,) per response, the `Example.loss_mask` (0: given, no loss)
 
 
 def prompt_batches(n: int, per_step: int, steps: int, seed: int) -> list[list[int]]:
@@ -94,7 +95,8 @@ def collect(policy, domain: Domain, examples: Sequence[Example], cfg: RLConfig, 
     G = cfg.group_size
     out = sample(policy, [e.prompt_ids for e in examples], eos_id=domain.eos_id, pad_id=domain.pad_id,
                  max_new_tokens=cfg.max_new_tokens, num_samples=G, temperature=cfg.temperature,
-                 top_k=cfg.top_k, top_p=cfg.top_p, generator=generator(cfg.seed * 1_000_003 + step), autocast=autocast)
+                 top_k=cfg.top_k, top_p=cfg.top_p, generator=generator(cfg.seed * 1_000_003 + step), autocast=autocast,
+                 forced=[e.forced() for e in examples])
     responses = out.responses()
     # ---- decode + reward -------------------------------------------------
     scored = [domain.score(cfg.reward, r, examples[i // G]) for i, r in enumerate(responses)]
@@ -103,13 +105,25 @@ def collect(policy, domain: Domain, examples: Sequence[Example], cfg: RLConfig, 
     adv, adv_metrics = group_advantages(rewards, G)  # (N,)
     parts = {**mean_parts([p for _, p in scored]), **adv_metrics}
     prompts = [e.prompt_ids for e in examples for _ in range(G)]
-    return Rollouts(prompts, responses, rewards, adv, parts, out.finished)
+    given = [e.loss_mask for e in examples for _ in range(G)] if any(e.loss_mask for e in examples) else None
+    return Rollouts(prompts, responses, rewards, adv, parts, out.finished, given)
+
+
+def trained_mask(responses: Sequence[Sequence[int]], given: Sequence[list[int] | None] | None, width: int) -> torch.Tensor:
+    """(N, width) float: 1 on sampled response tokens, 0 on padding and on tokens the data gave."""
+    mask = torch.zeros((len(responses), width))
+    for i, r in enumerate(responses):
+        mask[i, : len(r)] = 1.0
+        if given and given[i] is not None:
+            m = torch.as_tensor(given[i][: len(r)], dtype=torch.float)
+            mask[i, : len(m)] *= m
+    return mask
 
 
 def update(policy, ref, opt, ro: Rollouts, cfg: RLConfig, pad_id: int, autocast) -> dict[str, float]:
     # ---- loss + step -----------------------------------------------------
     G = cfg.group_size
-    total_tokens = sum(map(len, ro.responses))
+    total_tokens = int(trained_mask(ro.responses, ro.given, max(1, max(map(len, ro.responses)))).sum())
     metrics: dict[str, float] = defaultdict(float)
     ent_sum = 0.0
     opt.zero_grad(set_to_none=True)
@@ -118,6 +132,8 @@ def update(policy, ref, opt, ro: Rollouts, cfg: RLConfig, pad_id: int, autocast)
         with torch.no_grad():
             ref_logp = group_logprobs(ref, prompts, responses, pad_id, autocast=autocast)[0] if cfg.kl_coef else None
         logp, entropy, mask = group_logprobs(policy, prompts, responses, pad_id, autocast=autocast, with_entropy=True)
+        if ro.given is not None:
+            mask = trained_mask(responses, ro.given[rows], mask.size(1)).to(mask.device)  # (n, T)
         loss, m = grpo_loss(logp, logp.detach(), ref_logp, ro.advantages[rows].to(logp.device), mask,
                             clip_eps=cfg.clip_eps, kl_coef=cfg.kl_coef, num_tokens=max(1, total_tokens))
         loss.backward()

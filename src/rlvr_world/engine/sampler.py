@@ -9,7 +9,9 @@ a `decoders` object (a fast hand-written one for Llama-style models, the
 model's own forward for any other). A row that emits the end-of-sequence id
 is padded from then on; once a quarter of the live rows are done they are
 dropped from the batch and the cache (`compact`), so short answers stop paying
-for long ones.
+for long ones. Positions a prompt's `forced` list gives (e.g. the real action
+tokens between generated video frames) are written in instead of sampled, so
+one call interleaves generated and given tokens.
 """
 
 from __future__ import annotations
@@ -74,6 +76,20 @@ def sample_next(
     return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp(max=cdf.size(-1) - 1)  # (N,)
 
 
+def forced_ids(forced, B: int, G: int, max_new_tokens: int) -> torch.Tensor:
+    """Per-prompt forced ids -> (B*G, T') long, -1 where the model samples (T' = 0 when nothing is forced)."""
+    if not forced or all(f is None for f in forced):
+        return torch.full((B * G, 0), -1, dtype=torch.long)
+    if len(forced) != B:
+        raise ValueError(f"forced has {len(forced)} entries for {B} prompts")
+    width = min(max_new_tokens, max(len(f or ()) for f in forced))
+    out = torch.full((B, width), -1, dtype=torch.long)
+    for b, f in enumerate(forced):
+        if f:
+            out[b, : min(width, len(f))] = torch.as_tensor(list(f)[:width], dtype=torch.long)
+    return out.repeat_interleave(G, dim=0)  # (N, T')
+
+
 @torch.no_grad()
 def sample(
     model: torch.nn.Module,
@@ -91,9 +107,13 @@ def sample(
     autocast=None,
     compact: bool = True,
     fast: bool = True,
+    forced: Sequence[Sequence[int] | None] | None = None,
 ) -> SampleOutput:
     """Sample `num_samples` responses per prompt (temperature 0: greedy).
 
+    `forced[b][t]`, when >= 0, is the id written at response position t of
+    prompt b's samples instead of a sampled one (-1, or a list that has ended:
+    sample as usual).
     `autocast` is an optional context-manager factory for mixed precision;
     `compact=False` keeps finished rows in the batch and `fast=False` uses the
     generic decoder even for Llama-style models (both for comparison).
@@ -103,6 +123,7 @@ def sample(
     decoder = make_decoder(model, ids.to(device), mask.to(device), num_samples, max_new_tokens, autocast, fast=fast)
     logits = decoder.first_logits  # (N, V)
     N = logits.size(0)
+    given = forced_ids(forced, len(prompts), num_samples, max_new_tokens).to(device)  # (N, T) -1 where free
     rows = torch.arange(N, device=device)  # (n,) each live row's index in the output
     done = torch.zeros(N, dtype=torch.bool, device=device)  # (n,)
     tokens, step_logits = [], []
@@ -110,6 +131,9 @@ def sample(
         if return_logits:
             step_logits.append(logits.new_zeros((N, logits.size(-1)), dtype=torch.float).index_copy(0, rows, logits.float()))
         tok = sample_next(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)  # (n,)
+        if given.size(1) > len(tokens):
+            g = given[rows, len(tokens)]  # (n,)
+            tok = torch.where(g >= 0, g, tok)
         tok = torch.where(done, torch.full_like(tok, pad_id), tok)
         tokens.append(torch.full((N,), pad_id, dtype=tok.dtype, device=device).index_copy(0, rows, tok))
         done = done | (tok == eos_id)
