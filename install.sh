@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything rlvr-world needs on a fresh Debian/Ubuntu machine, in one go:
-#   ./install.sh        Chromium + chromedriver (the web domain's real browser), torch (CPU build), the package
+#   ./install.sh        Chromium + chromedriver (the web domain's real browser), EGL/Mesa (the video domain's
+#                       offscreen rendering), torch (CPU build), the package
 #   ./install.sh dev    the same plus the test tools
 # torch is pinned first: an unpinned install pulls several GB of CUDA packages.
 set -euo pipefail
@@ -10,6 +11,14 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   echo "install.sh: installing Debian's chromium and chromium-driver" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+# the video domain renders MuJoCo frames offscreen through EGL, with Mesa's software rasteriser (no GPU needed)
+egl="libegl1 libegl-mesa0 libopengl0 libgl1-mesa-dri"
+if ! dpkg -s $egl >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "install.sh: installing Debian's EGL and Mesa libraries ($egl)" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $egl >/dev/null
 fi
 python3 -m pip install -q torch==2.13.0
 python3 -m pip install -q -e ".${1:+[$1]}"

@@ -78,7 +78,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     device = dev.pick_device(cfg.device)
     domain_cls, data_cls, _ = domains.get(cfg.domain)
     model = models.load(cfg.model)
-    tok = load_tokenizer(cfg.model)
+    tok = getattr(domain_cls, "load_tokenizer", load_tokenizer)(cfg.model)
     models.check_vocab(model, len(tok), cfg.model)
     domain = domain_cls(tok, data_cls())
     test = domain.examples("test")

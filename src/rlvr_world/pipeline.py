@@ -25,6 +25,7 @@ from .engine.mle import MLEConfig, train_mle
 from .engine.models import ModelConfig
 from .engine.rl import RLConfig, train_rl
 from .domains.textgame import TextGameData
+from .domains.video import VideoData
 from .domains.web import WebData
 from .progress import console
 from .text import load_tokenizer
@@ -46,7 +47,7 @@ class RunConfig:
     max_new_tokens: int = 512  # longest response in evaluation
     eval_limit: int = 0  # test examples in the final evaluations (0: all)
     curve_limit: int = 150  # test examples in the evaluations during RL
-    data: TextGameData | WebData = field(default_factory=TextGameData)  # the domain's data options
+    data: TextGameData | WebData | VideoData = field(default_factory=TextGameData)  # the domain's data options
     model: ModelConfig = field(default_factory=ModelConfig)
     mle: MLEConfig = field(default_factory=MLEConfig)
     rl: RLConfig = field(default_factory=RLConfig)
@@ -98,10 +99,34 @@ def preset(name: str) -> RunConfig:
                         save_every=1, lr=1e-3),
             eval_limit=4, curve_limit=2, max_new_tokens=48, eval_batch_size=4,
         )
+    if name in ("video", "video-full"):  # ~20 min / under 2 h: Meta-World simulated here, Bridge/RT-1 bundled
+        full = name == "video-full"
+        return RunConfig(
+            domain="video", out=f"runs/{name}", results="results/video.json" if full else "results/video-default.json",
+            data=VideoData(episodes_per_task=40 if full else 20, tokenizer_steps=4000 if full else 1500,
+                           bridge_finetune_epochs=10.0, bridge_rl_steps=20 if full else 0),
+            model=ModelConfig(max_positions=512),
+            mle=MLEConfig(epochs=8.0 if full else 3.0, lr=2e-3, warmup_steps=20),
+            rl=RLConfig(reward="mae_ssim", steps=80 if full else 25, prompts_per_step=8, group_size=8,
+                        micro_batch_size=32, max_new_tokens=256, lr=5e-5 if full else 1e-4, eval_every=10),
+            max_new_tokens=256, curve_limit=48,
+        )
+    if name == "video-tiny":  # seconds (plus the simulator), for tests
+        return RunConfig(
+            domain="video", out="runs/video-tiny", results="runs/video-tiny/results.json",
+            data=VideoData(tasks=["reach-v3"], episodes_per_task=3, steps=5, test_fraction=0.34, grid=4,
+                           levels="5,3", tokenizer_steps=30, action_bins=8, bridge_finetune_epochs=1.0,
+                           bridge_rl_steps=1),
+            model=ModelConfig(hidden_size=32, num_layers=1, num_heads=2, max_positions=128),
+            mle=MLEConfig(epochs=3, lr=1e-2, batch_tokens=2000, warmup_steps=2, save_every=20),
+            rl=RLConfig(reward="mae_ssim", steps=2, prompts_per_step=3, group_size=4, max_new_tokens=64, eval_every=1,
+                        save_every=1, lr=1e-3),
+            eval_limit=6, curve_limit=2, max_new_tokens=64, eval_batch_size=8,
+        )
     raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
 
 
-PRESETS = ("default", "full", "tiny", "web", "web-tiny")
+PRESETS = ("default", "full", "tiny", "web", "web-tiny", "video", "video-full", "video-tiny")
 
 
 class Pipeline:
@@ -118,15 +143,17 @@ class Pipeline:
             raise ValueError(f"the {cfg.domain} domain takes its data options from its presets "
                              f"({', '.join(p for p in PRESETS if preset(p).domain == cfg.domain)})")
         self.domain_cls = domain_cls
+        self.load_tokenizer = getattr(domain_cls, "load_tokenizer", load_tokenizer)  # text domains: a BPE tokenizer
 
     # ---- phases ------------------------------------------------------------
     def tokenizer(self):
         path = self.out / "tokenizer"
         if self.cfg.model.init_from:
-            return load_tokenizer(self.cfg.model.init_from)
-        if self.cfg.resume and (path / "tokenizer.json").is_file():
-            return load_tokenizer(path)
-        console.print(f"[bold]tokenizer[/]: training a {self.cfg.vocab_size}-token byte-level BPE on the training split")
+            return self.load_tokenizer(self.cfg.model.init_from)
+        if self.cfg.resume:
+            with contextlib.suppress(FileNotFoundError):
+                return self.load_tokenizer(path)
+        console.print(f"[bold]tokenizer[/]: training the {self.cfg.domain} tokenizer on the training split")
         tok = self.make_tokenizer(self.cfg.data, self.cfg.vocab_size)
         tok.save_pretrained(path)
         return tok
@@ -202,7 +229,7 @@ class Pipeline:
         cfg = self.cfg
         self.domain_cls.check_data(cfg.data)  # fail on bad input before writing anything
         if cfg.model.init_from:
-            models.check_vocab(models.load(cfg.model.init_from), len(load_tokenizer(cfg.model.init_from)),
+            models.check_vocab(models.load(cfg.model.init_from), len(self.load_tokenizer(cfg.model.init_from)),
                                cfg.model.init_from)
         self.out.mkdir(parents=True, exist_ok=True)
         save_config(self.out, cfg)
@@ -211,7 +238,7 @@ class Pipeline:
         if hasattr(self.domain_cls, "prepare"):  # e.g. collecting transitions with a real browser
             with self.timed("collect"):
                 self.domain_cls.prepare(cfg.data)
-        with self.timed("tokenizer", "tokenizer/tokenizer.json"):
+        with self.timed("tokenizer", "tokenizer"):
             tok = self.tokenizer()
         domain = self.domain_cls(tok, cfg.data)
         train = domain.examples("train", stage="mle", seed=cfg.mle.seed)
@@ -229,10 +256,15 @@ class Pipeline:
             rl_model = self.rl(tok, mle_model, domain, rl_train, curve)
         with self.timed("eval_rlvr", "eval_rlvr.json"):
             rl_eval = self.final_eval("rlvr", rl_model, domain, test)
+        extra = {}
+        if hasattr(domain, "finish"):  # e.g. the video domain's real-footage evaluation and pictures
+            with self.timed("finish"):
+                extra = domain.finish(self, test, mle_model, rl_model, mle_eval, rl_eval)
         timings = json.loads((self.out / "timings.json").read_text())
         results = report.build(cfg, command=command, timings=timings, params=models.num_params(rl_model),
                                mle=mle_eval, rlvr=rl_eval, out=self.out, n_train=len(train), n_rl=len(rl_train),
                                n_test_split=n_test_split)
+        results.update(extra)
         report.write(Path(cfg.results), results, self.out)
         return results
 

@@ -1,6 +1,6 @@
 """Results of a pipeline run: JSON, a Markdown table and a plot, plus the paired significance test.
 
-Significance: MLE and RLVR are scored on the same test examples, so their
+Significance (`stats.paired_test`): MLE and RLVR are scored on the same test examples, so their
 difference is tested per example: McNemar's exact test for a 0/1 metric
 (exact-state accuracy), the Wilcoxon signed-rank test for a graded one (F1),
 and a paired bootstrap 95% interval of the difference in points. What a
@@ -14,47 +14,20 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import binomtest, wilcoxon
 
 from . import domains
 from .engine.checkpoint import MetricLog, save_json
+from .stats import paired_test
 
 
-def paired_test(mle: dict, rlvr: dict, group: str | None = None, seed: int = 0, binary: bool = True) -> dict:
-    """Paired test of rlvr - mle on the same examples, in points, with a bootstrap 95% interval.
-
-    A 0/1 metric gets McNemar's exact test (a binomial test on the examples
-    where exactly one model is right); a graded one (F1) the Wilcoxon
-    signed-rank test on the per-example differences.
-    """
-    a = {r["index"]: r["value"] for r in mle["records"] if group in (None, r["group"])}
-    b = {r["index"]: r["value"] for r in rlvr["records"] if group in (None, r["group"])}
-    keys = sorted(a.keys() & b.keys())
-    x = np.array([a[k] for k in keys], dtype=float)
-    y = np.array([b[k] for k in keys], dtype=float)
-    if not len(keys):
-        return {}
-    gained, lost = int(((y > x)).sum()), int(((y < x)).sum())
-    if not gained + lost:
-        p = 1.0
-    elif binary:
-        p = binomtest(gained, gained + lost, 0.5).pvalue
-    else:
-        p = wilcoxon(y - x, zero_method="wilcox").pvalue
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(keys), size=(2000, len(keys)))
-    diffs = 100.0 * (y[idx] - x[idx]).mean(axis=1)
-    return {"delta": round(100.0 * float((y - x).mean()), 2), "gained": gained, "lost": lost,
-            "test": "mcnemar" if binary else "wilcoxon", "p": float(p), **({"mcnemar_p": float(p)} if binary else {}),
-            "ci95": [round(float(np.percentile(diffs, 2.5)), 2), round(float(np.percentile(diffs, 97.5)), 2)]}
-
-
-GROUPS = ("unchanged", "changed", "overall")
+def groups(domain_cls) -> tuple[str, ...]:
+    """The evaluation groups a domain reports, then "overall"."""
+    return (*getattr(domain_cls, "groups", ("unchanged", "changed")), "overall")
 
 
 def scores(summary: dict, domain_cls) -> dict:
-    """The metric per group and overall, plus the parts the domain reports (all in percent)."""
-    return {k: summary[k] for k in (*GROUPS, *getattr(domain_cls, "reported_parts", ())) if k in summary}
+    """The metric per group and overall, plus the parts the domain reports (in percent unless the domain says)."""
+    return {k: summary[k] for k in (*groups(domain_cls), *getattr(domain_cls, "reported_parts", ())) if k in summary}
 
 
 def build(cfg, *, command: str, timings: dict[str, float], params: int, mle: dict, rlvr: dict, out: Path,
@@ -79,8 +52,9 @@ def build(cfg, *, command: str, timings: dict[str, float], params: int, mle: dic
         "params": params,
         "mle": scores(mle, domain_cls),
         "rlvr": scores(rlvr, domain_cls),
-        "significance": {g: paired_test(mle, rlvr, None if g == "overall" else g, binary=domain_cls.binary_metric)
-                         for g in GROUPS},
+        "significance": {g: paired_test(mle, rlvr, None if g == "overall" else g, binary=domain_cls.binary_metric,
+                                        scale=getattr(domain_cls, "metric_scale", 100.0))
+                         for g in groups(domain_cls)},
         "reference": domain_cls.reference,
         "rl_curve": [{k: v for k, v in r.items() if k == "step" or k.startswith(("test/", "reward/mean"))}
                      for r in curve],
@@ -89,6 +63,9 @@ def build(cfg, *, command: str, timings: dict[str, float], params: int, mle: dic
 
 
 def markdown(res: dict) -> str:
+    domain_cls = domains.get(res["domain"])[0]
+    if hasattr(domain_cls, "markdown"):  # a domain whose results are not one table of groups
+        return domain_cls.markdown(res)
     cols = res["columns"]
     rows = ["| model | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols)]
     for name, key in (("MLE", "mle"), (f"RLVR ({res['reward']} reward)", "rlvr")):
@@ -128,7 +105,7 @@ def plot(res: dict, path: Path) -> None:
         ax1.plot(steps[k - 1:], smooth, label=f"{k}-step mean")
     ax1.set(xlabel="RL step", ylabel=f"mean reward ({res['reward']})", title="RLVR training reward")
     ax1.legend()
-    for g in ("overall", "changed", "unchanged"):
+    for g in groups(domains.get(res["domain"])[0]):
         pts = [(r["step"], r[f"test/{g}"]) for r in curve if f"test/{g}" in r]
         if pts:
             ax2.plot(*zip(*pts), marker="o", label=g)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from . import textgame, web
+from . import textgame, video, web
 
 # name -> (domain class, its data-options dataclass, tokenizer factory)
 DOMAINS = {
     "textgame": (textgame.TextGameDomain, textgame.TextGameData, textgame.TextGameDomain.make_tokenizer),
     "web": (web.WebDomain, web.WebData, web.WebDomain.make_tokenizer),
+    "video": (video.VideoDomain, video.VideoData, video.VideoDomain.make_tokenizer),
 }
 
 

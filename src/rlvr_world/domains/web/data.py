@@ -8,18 +8,15 @@ The prediction target is the difference before -> after (`acctree.diff`).
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
-import os
 import random
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from ..cache import cache_file
 from .acctree import Diff, diff
 from .collect import TASKS, CollectConfig
-
-CACHE = Path(os.environ.get("RLVR_WORLD_CACHE", Path.home() / ".cache" / "rlvr-world")) / "web"
 
 
 class DataError(ValueError):
@@ -50,8 +47,7 @@ class WebData:
         """The dataset file: the one given, or the cache file for these collection settings."""
         if self.dataset:
             return Path(self.dataset)
-        key = json.dumps(vars(self.collect_config()), sort_keys=True)
-        return CACHE / f"miniwob-{hashlib.sha1(key.encode()).hexdigest()[:12]}.jsonl.gz"
+        return cache_file("web", "miniwob", vars(self.collect_config()), ".jsonl.gz")
 
 
 @dataclass

@@ -1,0 +1,198 @@
+"""What a video run reports beyond the reward: metrics per setting, real footage, pictures.
+
+Axes: N examples, F predicted frames, C context frames, L tokens per frame,
+H×W pixels.
+
+- Per setting (single-step, multi-step): MSE (on the [0, 1] pixel scale),
+  MAE, PSNR (dB), SSIM, the share of valid predictions and, multi-step, the
+  repetition rate (%: rollouts whose last predicted frame is token-identical
+  to the one before), each for MLE and RLVR on the same test examples, with a
+  paired Wilcoxon test per metric.
+- The frame tokenizer's reconstruction quality on simulated test frames, the
+  held-out real Bridge episodes and the real RT-1 episode.
+- Real Bridge footage: both world models zero-shot on the 5 held-out
+  episodes; then the MLE model fine-tuned by MLE on the other 20 (and, with
+  `bridge_rl_steps`, post-trained by RLVR on them) and tested again.
+- A PNG strip per setting: real frames, MLE prediction, RLVR prediction.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ...engine.checkpoint import save_json
+from ...stats import paired_test
+from .data import bridge, rt1_frames
+from .metrics import frame_metrics
+
+METRICS = ("mse", "mae", "psnr", "ssim")
+
+
+def setting(ev: dict, group: str) -> dict:
+    """One model's metrics on one setting, from an evaluation summary."""
+    parts = ev["group_parts"].get(group, {})
+    out = {k: round(parts[k], 4) for k in METRICS if k in parts}
+    if "repeat" in parts:
+        out["repetition_rate"] = round(100.0 * parts["repeat"], 2)
+    out["valid_rate"] = round(100.0 * parts.get("valid", 0.0), 2)
+    out["reward"] = ev.get(group)
+    out["n"] = ev["counts"].get(group, 0)
+    return out
+
+
+def compare(mle: dict, rlvr: dict, groups: Sequence[str]) -> dict:
+    """Per setting: MLE and RLVR metrics and paired tests (RLVR - MLE) per metric."""
+    out = {}
+    for g in groups:
+        sig = {k: paired_test(mle, rlvr, g, binary=False, key=k, scale=1.0) for k in (*METRICS, "repeat")}
+        out[g] = {"mle": setting(mle, g), "rlvr": setting(rlvr, g), "significance": {k: v for k, v in sig.items() if v}}
+    return out
+
+
+def reconstruction(tok, frames: np.ndarray) -> dict:
+    """The frame tokenizer's round trip on (N, H, W, 3) uint8 frames: mean MSE, MAE, PSNR, SSIM."""
+    flat = frames.reshape(-1, *frames.shape[-3:])  # (N, H, W, 3)
+    rec = torch.as_tensor(tok.decode_frames(tok.frame_codes(flat)))  # (N, H, W, 3)
+    m = frame_metrics(rec, torch.as_tensor(flat).float() / 255.0)
+    return {**{k: round(float(m[k].mean()), 4) for k in METRICS}, "n_frames": len(flat)}
+
+
+def finish(domain, pipeline, test, mle_model, rl_model, mle_eval: dict, rl_eval: dict) -> dict:
+    """The video sections of the results (see the module docstring); pictures go beside the results file."""
+    tok = domain.tokenizer
+    res = compare(mle_eval, rl_eval, domain.groups)
+    res["tokenizer"] = {"sim_test": reconstruction(tok, domain.episodes("test").frames),
+                        "bridge_test": reconstruction(tok, bridge("test").frames),
+                        "rt1": reconstruction(tok, rt1_frames(tok.frames.cfg.size))}
+    res["bridge_real"] = real_footage(domain, pipeline, mle_model, rl_model)
+    res["pictures"] = {g: str(strip(Path(pipeline.cfg.results).with_name(
+        f"{Path(pipeline.cfg.results).stem}-{g}.png"), domain, test, mle_eval, rl_eval, g)) for g in domain.groups}
+    return res
+
+
+def real_footage(domain, pipeline, mle_model, rl_model) -> dict:
+    """World models on the held-out real Bridge episodes: zero-shot, then fine-tuned on the other 20."""
+    from ...engine.mle import train_mle
+    from ...engine.rl import train_rl
+
+    data, out = domain.data, pipeline.out / "bridge"
+    test = domain.episode_examples(bridge("test"))
+    res = {"n_test_episodes": 5, "n_train_episodes": 20, "n_test": len(test)}
+    for name, model in (("zero_shot_mle", mle_model), ("zero_shot_rlvr", rl_model)):
+        res[name] = evaluate(pipeline, domain, model, test, f"bridge {name}", out / f"eval_{name}.json")
+    if data.bridge_finetune_epochs <= 0:
+        return res
+    train = domain.episode_examples(bridge("train"), ("multi_step",))
+    cfg = dataclasses.replace(pipeline.cfg.mle, epochs=data.bridge_finetune_epochs, warmup_steps=5)
+    tuned = train_mle(copy.deepcopy(mle_model), domain.tokenizer, train, cfg, out / "mle", autocast=pipeline.amp)
+    res["finetuned_mle"] = evaluate(pipeline, domain, tuned, test, "bridge fine-tuned MLE", out / "eval_mle.json")
+    res["n_train"] = len(train)
+    if data.bridge_rl_steps > 0:
+        rl_cfg = dataclasses.replace(pipeline.cfg.rl, steps=data.bridge_rl_steps, eval_every=0)
+        rl_train = domain.episode_examples(bridge("train"))
+        tuned = train_rl(tuned, domain.tokenizer, domain, rl_train, rl_cfg, out / "rl", autocast=pipeline.amp)
+        res["finetuned_rlvr"] = evaluate(pipeline, domain, tuned, test, "bridge fine-tuned RLVR", out / "eval_rl.json")
+        res["finetuned_compare"] = compare(*[_load(out / f) for f in ("eval_mle.json", "eval_rl.json")], domain.groups)
+    return res
+
+
+def evaluate(pipeline, domain, model, examples, description: str, path: Path) -> dict:
+    r = pipeline.evaluate(model, domain, examples, description)
+    summary = {**r.summary(), "records": r.records}
+    save_json(path, summary)
+    return {g: setting(summary, g) for g in domain.groups}
+
+
+def _load(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())
+
+
+def strip(path: Path, domain, test, mle_eval: dict, rl_eval: dict, group: str, n: int = 4) -> Path:
+    """Rows of real / MLE / RLVR frames for `n` test examples of a setting, context frames first."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tok = domain.tokenizer
+    idx = [r["index"] for r in mle_eval["records"] if r["group"] == group]
+    idx = [idx[i] for i in np.linspace(0, len(idx) - 1, min(n, len(idx))).round().astype(int)] if idx else []
+    pred = {name: {r["index"]: r["response"] for r in ev["records"]} for name, ev in (("MLE", mle_eval),
+                                                                                     ("RLVR", rl_eval))}
+    rows, labels = [], []
+    for i in idx:
+        t = test[i].payload
+        ctx = t.context.astype(np.float32) / 255.0  # (C, H, W, 3)
+        blank = np.ones_like(ctx)
+        rows.append(np.concatenate([ctx, t.frames.astype(np.float32) / 255.0]))  # (C+F, H, W, 3)
+        labels.append(f"real #{i}")
+        for name in ("MLE", "RLVR"):
+            frames = tok.decode_frames(np.asarray(pred[name][i]))  # (F, H, W, 3)
+            rows.append(np.concatenate([blank, frames]))
+            labels.append(name)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(1.2 * (rows[0].shape[0] if rows else 1), 1.25 * max(1, len(rows))),
+                             squeeze=False)
+    for ax, row, label in zip(axes[:, 0], rows, labels):
+        ax.imshow(np.concatenate(list(row), axis=1))  # (H, (C+F)*W, 3)
+        ax.set_yticks([])
+        ax.set_xticks([])
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    C = domain.data.context
+    fig.suptitle(f"{group.replace('_', '-')}: {C} context frames, then predictions (real / MLE / RLVR)", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _row(name: str, m: dict, cols: Sequence[str]) -> str:
+    return f"| {name} | " + " | ".join(str(m.get(c, "")) for c in cols) + " |"
+
+
+def markdown(res: dict) -> str:
+    """The results as Markdown tables: per setting, tokenizer, real footage."""
+    head = (f"Video world model ({res['params'] / 1e6:.2f}M parameters, trained from scratch) on simulated Meta-World "
+            f"test episodes ({', '.join(res.get('tasks', []))}); wall time {res['wall_s'] / 60:.1f} min. "
+            f"MSE on the [0, 1] pixel scale, PSNR in dB, SSIM in [0, 1]; p: paired Wilcoxon test on the same "
+            f"test examples. Written by `{res['command']}`.\n")
+    out = [head]
+    for g, title in (("single_step", "Single-step"), ("multi_step", "Multi-step")):
+        if g not in res:
+            continue
+        cols = ["mse", "mae", "psnr", "ssim", *(["repetition_rate"] if g == "multi_step" else []), "valid_rate", "n"]
+        s = res[g]
+        out += [f"\n### {title} ({s['mle']['n']} test examples)\n",
+                "| model | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols),
+                _row("MLE", s["mle"], cols), _row(f"RLVR ({res['reward']} reward)", s["rlvr"], cols)]
+        sig = {("repetition_rate" if k == "repeat" else k): v for k, v in s["significance"].items()}
+        out.append("| RLVR - MLE | " + " | ".join(
+            f"{sig[c]['delta'] * (100 if c == 'repetition_rate' else 1):.4g} (p={sig[c]['p']:.2g})" if c in sig else ""
+            for c in cols) + " |")
+        for name, ref in res.get("reference", {}).items():
+            if title.lower() in name:
+                out.append(_row(name, ref, cols))
+    if "tokenizer" in res:
+        cols = ["mse", "mae", "psnr", "ssim", "n_frames"]
+        out += ["\n### Frame tokenizer reconstruction\n", "| frames | " + " | ".join(cols) + " |",
+                "| --- |" + " --- |" * len(cols)]
+        out += [_row(name, m, cols) for name, m in res["tokenizer"].items()]
+    real = res.get("bridge_real")
+    if real:
+        cols = ["mse", "mae", "psnr", "ssim", "repetition_rate", "valid_rate", "n"]
+        out += [f"\n### Real BridgeData: {real['n_test_episodes']} held-out episodes\n",
+                "| model | setting | " + " | ".join(cols) + " |", "| --- | --- |" + " --- |" * len(cols)]
+        for name in ("zero_shot_mle", "zero_shot_rlvr", "finetuned_mle", "finetuned_rlvr"):
+            for g in ("single_step", "multi_step"):
+                if name in real and g in real[name]:
+                    out.append(f"| {name.replace('_', ' ')} | {g.replace('_', '-')} | "
+                               + " | ".join(str(real[name][g].get(c, "")) for c in cols) + " |")
+    return "\n".join(out) + "\n"

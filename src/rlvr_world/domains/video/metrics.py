@@ -1,0 +1,101 @@
+"""Frame metrics and the video reward, on float frames in [0, 1].
+
+Axes: N frames, F frames per rollout, R rollouts, H×W pixels (H, W >= 11 for
+SSIM's window), L tokens per frame.
+
+- MSE and MAE are on the [0, 1] pixel scale, averaged over pixels and the 3
+  channels (the RLVR-World paper reports MSE on another scale; compare
+  trends, not numbers).
+- PSNR uses data range 1; identical frames would give +inf, so PSNR is capped
+  at `PSNR_CAP` dB (MSE 1e-10).
+- SSIM is the standard one (Gaussian 11×11 window, sigma 1.5, k1 0.01, k2 0.03,
+  averaged over the 3 channels), from torchmetrics, which pads the borders by
+  reflection (so the map covers the whole frame); computed in float64.
+- LPIPS (optional) needs a network from `lpips.load_lpips`: its pretrained
+  weights cannot be downloaded here, so nothing uses it by default.
+
+Inputs may be torch tensors or numpy arrays; uint8 frames are scaled by 1/255
+and float frames are clamped into [0, 1] (NaN counts as 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+PSNR_CAP = 100.0  # dB
+BEST_REWARD = 0.0  # perfect prediction: MAE 0, perceptual distance 0
+WORST_REWARD = -3.0  # MAE <= 1 and 1 - SSIM <= 2 on frames in [0, 1]; also the value for unusable input
+
+
+def _frames(x: Any) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    t = t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
+    return torch.nan_to_num(t, nan=0.0).clamp(0.0, 1.0)
+
+
+def frame_metrics(pred: Any, real: Any, lpips: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """Per-frame `mse`, `mae`, `psnr`, `ssim` (and `lpips` if a network is given) of (..., H, W, 3) frames.
+
+    Each value has the leading shape of the input: (N,) for (N, H, W, 3),
+    (N, F) for (N, F, H, W, 3). Raises ValueError on mismatched shapes.
+    """
+    p, r = _frames(pred), _frames(real)
+    if p.shape != r.shape or p.dim() < 4 or p.shape[-1] != 3:
+        raise ValueError(f"pred and real must both be (..., H, W, 3), got {tuple(p.shape)} and {tuple(r.shape)}")
+    lead = p.shape[:-3]
+    p = p.reshape(-1, *p.shape[-3:]).permute(0, 3, 1, 2)  # (N, 3, H, W)
+    r = r.reshape(-1, *r.shape[-3:]).permute(0, 3, 1, 2)  # (N, 3, H, W)
+    out = {
+        "mse": ((p - r) ** 2).mean((1, 2, 3)),
+        "mae": (p - r).abs().mean((1, 2, 3)),
+        "psnr": peak_signal_noise_ratio(p, r, data_range=1.0, reduction="none", dim=(1, 2, 3)).clamp(max=PSNR_CAP),
+        # float64: in float32 the local variances of flat regions come out slightly negative, and the
+        # SSIM of a frame with itself drops to ~0.9996
+        "ssim": structural_similarity_index_measure(p.double(), r.double(), data_range=1.0, kernel_size=11,
+                                                    sigma=1.5, reduction="none").float(),
+    }
+    if lpips is not None:
+        with torch.no_grad():
+            out["lpips"] = lpips(p, r)  # (N,)
+    return {k: v.reshape(lead) for k, v in out.items()}
+
+
+def repetition_rate(token_rollouts: Any) -> float:
+    """Share of rollouts (R, F, L) whose last predicted frame repeats the one before it (F >= 2); 0 for R = 0."""
+    t = torch.as_tensor(np.asarray(token_rollouts) if not isinstance(token_rollouts, torch.Tensor) else token_rollouts)
+    if t.dim() != 3 or t.shape[1] < 2:
+        raise ValueError(f"token rollouts must be (R, F >= 2, L), got {tuple(t.shape)}")
+    if len(t) == 0:
+        return 0.0
+    return (t[:, -1] == t[:, -2]).all(dim=1).float().mean().item()
+
+
+def video_reward(pred: Any, real: Any, perceptual: str = "ssim", lpips: torch.nn.Module | None = None
+                 ) -> tuple[float, dict[str, Any]]:
+    """-(MAE + perceptual distance) of predicted frames (F, H, W, 3) against real ones, averaged over F.
+
+    The perceptual distance is 1 - SSIM (`perceptual="ssim"`, the default) or
+    LPIPS (`perceptual="lpips"`, needs `lpips`). Best value 0; unusable frames
+    (mismatched or wrong shapes, frames too small for SSIM) give
+    `WORST_REWARD` = -3 with parts {"why": ...} instead of raising. Parts:
+    mae, mse, psnr, ssim, perceptual (and lpips if a network is given), means
+    over the F frames. A bad `perceptual` setting raises ValueError.
+    """
+    if perceptual not in ("ssim", "lpips"):
+        raise ValueError(f"unknown perceptual distance {perceptual!r}; known: ssim, lpips")
+    if perceptual == "lpips" and lpips is None:
+        raise ValueError("perceptual='lpips' needs an LPIPS network (lpips.load_lpips)")
+    try:
+        p, r = _frames(pred), _frames(real)
+        if p.dim() != 4 or p.shape != r.shape or len(p) == 0:
+            raise ValueError(f"pred and real must both be (F, H, W, 3), got {tuple(p.shape)} and {tuple(r.shape)}")
+        m = frame_metrics(p, r, lpips)
+    except (ValueError, RuntimeError, TypeError) as e:
+        return WORST_REWARD, {"why": str(e).splitlines()[0] if str(e) else type(e).__name__}
+    parts: dict[str, Any] = {k: v.mean().item() for k, v in m.items()}
+    parts["perceptual"] = 1.0 - parts["ssim"] if perceptual == "ssim" else parts["lpips"]
+    return 0.0 - (parts["mae"] + parts["perceptual"]), parts  # 0.0 - x: no -0.0

@@ -1,0 +1,110 @@
+"""The video domain's token layout, interleaved multi-step sampling, and scoring of decoded frames."""
+
+import numpy as np
+import pytest
+import torch
+
+from rlvr_world.domains.video import VideoData, VideoDomain, VideoTokenizer
+from rlvr_world.domains.video.data import Episodes, bridge, rt1_frames
+from rlvr_world.domains.video.frames import FrameTokenizer, FrameTokenizerConfig
+from rlvr_world.domains.video.metrics import WORST_REWARD
+from rlvr_world.engine.mle import mle_loss
+from rlvr_world.engine.models import ModelConfig, build
+from rlvr_world.engine.sampler import sample
+
+
+@pytest.fixture(scope="module")
+def tok():
+    torch.manual_seed(0)
+    return VideoTokenizer(FrameTokenizer(FrameTokenizerConfig(grid=4, levels=[5, 3], channels=16)), 4, bins=8)
+
+
+def episodes(E=2, T=5, seed=0):
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 256, size=(E, T + 1, 64, 64, 3), dtype=np.uint8)
+    actions = rng.uniform(-1, 1, size=(E, T, 4)).astype(np.float32)
+    return Episodes(frames, actions, ["a"] * E)
+
+
+def test_action_bins_round_trip_within_half_a_bin(tok):
+    a = np.random.default_rng(1).uniform(-1.3, 1.3, size=(50, 4))
+    ids = tok.action_ids(a)
+    assert ids.min() >= tok.action_base and ids.max() < tok.bos_token_id
+    assert np.all(np.abs(tok.actions(ids) - np.clip(a, -1, 1)) <= 1.0 / tok.bins + 1e-9)
+    # each dimension has its own ids
+    assert len({int(i) for i in ids[:, 0]} & {int(i) for i in ids[:, 1]}) == 0
+    with pytest.raises(ValueError, match="dimensions"):
+        tok.action_ids(np.zeros((3, 7)))
+
+
+def test_sequences_interleave_real_actions_masked_from_the_loss(tok):
+    dom = VideoDomain(tok, VideoData(context=2, horizon=3))
+    ep = episodes()
+    ex = [e for e in dom.episode_examples(ep) if e.group == "multi_step"][0]  # episode 0, start 0
+    L, A = tok.tokens_per_frame, tok.action_dims
+    codes, acts = dom.codes(ep)[0], tok.action_ids(ep.actions[0])
+    assert ex.prompt_ids == [tok.bos_token_id] + [*codes[0], *acts[0], *codes[1], *acts[1]]
+    assert ex.target_ids == [*codes[2], *acts[2], *codes[3], *acts[3], *codes[4], tok.eos_token_id]
+    assert ex.loss_mask == [1] * L + [0] * A + [1] * L + [0] * A + [1] * L + [1]
+    forced = ex.forced()
+    assert [i for i, f in enumerate(forced) if f >= 0] == [*range(L, L + A), *range(2 * L + A, 2 * L + 2 * A)]
+    single = [e for e in dom.episode_examples(ep) if e.group == "single_step"]
+    assert len(single) == 2 * (6 - 2) and single[0].target_ids == [*codes[2], tok.eos_token_id]
+    assert single[0].loss_mask == [1] * (L + 1)
+    # MLE: changing a given action token changes no loss term it should not (the masked position's own term)
+    model = build(ModelConfig(hidden_size=32, num_layers=1, num_heads=2, max_positions=128), len(tok),
+                  pad_id=tok.pad_token_id, bos_id=tok.bos_token_id, eos_id=tok.eos_token_id)
+    _, n = mle_loss(model, [ex], tok.pad_token_id)
+    assert n == 3 * L + 1
+
+
+def test_multi_step_sampling_writes_the_real_actions_between_generated_frames(tok):
+    dom = VideoDomain(tok, VideoData(context=2, horizon=3))
+    exs = [e for e in dom.episode_examples(episodes()) if e.group == "multi_step"][:2]
+    torch.manual_seed(0)
+    model = build(ModelConfig(hidden_size=32, num_layers=1, num_heads=2, max_positions=128), len(tok),
+                  pad_id=tok.pad_token_id, bos_id=tok.bos_token_id, eos_id=tok.eos_token_id).eval()
+    out = sample(model, [e.prompt_ids for e in exs], eos_id=dom.eos_id, pad_id=dom.pad_id,
+                 max_new_tokens=len(exs[0].target_ids), num_samples=3, temperature=1.0,
+                 forced=[e.forced() for e in exs])
+    L, A = tok.tokens_per_frame, tok.action_dims
+    for row, resp in enumerate(out.responses()):
+        ex = exs[row // 3]
+        if len(resp) >= 2 * L + 2 * A:
+            assert resp[L:L + A] == ex.target_ids[L:L + A]
+            assert resp[2 * L + A:2 * L + 2 * A] == ex.target_ids[2 * L + A:2 * L + 2 * A]
+
+
+def test_score_perfect_codes_beat_noisy_ones_and_bad_ids_score_worst(tok):
+    dom = VideoDomain(tok, VideoData(context=2, horizon=3))
+    ex = [e for e in dom.episode_examples(episodes()) if e.group == "multi_step"][0]
+    perfect, parts = dom.score("mae_ssim", ex.target_ids, ex)
+    assert parts["valid"] == 1.0 and perfect <= 0.0 and {"mae", "ssim", "psnr", "mse", "repeat"} <= parts.keys()
+    rng = np.random.default_rng(0)
+    noisy = list(ex.target_ids)
+    for i in rng.choice(tok.tokens_per_frame, size=tok.tokens_per_frame // 2, replace=False):
+        noisy[i] = int(rng.integers(0, tok.codebook))
+    assert dom.score("mae_ssim", noisy, ex)[0] <= perfect
+    for bad in ([tok.eos_token_id] * len(ex.target_ids), ex.target_ids[:5], [], [10**6, -4] * 40):
+        value, parts = dom.score("mae_ssim", bad, ex)  # clamped / filled, scored, flagged: never a crash
+        assert WORST_REWARD <= value <= 0 and parts["valid"] == 0.0 and "why" in parts
+    assert np.array(dom.decode(ex.target_ids)).shape == (3, tok.tokens_per_frame)
+
+
+def test_tokenizer_save_load_round_trip(tok, tmp_path):
+    tok.save_pretrained(tmp_path / "t")
+    back = VideoTokenizer.from_pretrained(tmp_path / "t")
+    frames = episodes(1, 2).frames[0]
+    assert len(back) == len(tok) and back.eos_token_id == tok.eos_token_id
+    assert np.array_equal(back.frame_codes(frames), tok.frame_codes(frames))
+    with pytest.raises(FileNotFoundError):
+        VideoTokenizer.from_pretrained(tmp_path)
+
+
+def test_bundled_real_footage_loads():
+    train, test = bridge("train"), bridge("test")
+    assert train.frames.shape == (20, 10, 64, 64, 3) and test.frames.shape == (5, 10, 64, 64, 3)
+    assert test.actions.shape == (5, 9, 4) and np.abs(test.actions).max() <= 1.0
+    assert train.actions[..., 3].min() >= -1.0 and train.actions[..., 3].max() <= 1.0
+    rt1 = rt1_frames()
+    assert rt1.shape == (22, 64, 64, 3) and rt1.dtype == np.uint8 and rt1.std() > 10
