@@ -183,3 +183,14 @@ def test_forced_positions_are_written_in_and_the_rest_is_sampled_from_the_histor
     # without forcing, the greedy row differs at the forced positions
     free = sample(tiny_lm, PROMPTS[:1], eos_id=2, pad_id=0, max_new_tokens=6, temperature=0.0)
     assert free.tokens[0, 2:4].tolist() != [40, 41]
+
+
+def test_suppressed_ids_are_never_sampled_but_forced_ones_are_written(tiny_lm):
+    banned = list(range(10, 50))
+    out = sample(tiny_lm, PROMPTS, eos_id=2, pad_id=0, max_new_tokens=8, num_samples=8, generator=generator(1),
+                 suppress=banned, forced=[[-1, 45], None, None])
+    for row, r in enumerate(out.responses()):
+        free = [t for i, t in enumerate(r) if not (row < 8 and i == 1)]
+        assert not set(free) & set(banned)
+        if row < 8 and len(r) > 1:
+            assert r[1] == 45

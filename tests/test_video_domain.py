@@ -45,17 +45,18 @@ def test_sequences_interleave_real_actions_masked_from_the_loss(tok):
     codes, acts = dom.codes(ep)[0], tok.action_ids(ep.actions[0])
     assert ex.prompt_ids == [tok.bos_token_id] + [*codes[0], *acts[0], *codes[1], *acts[1]]
     assert ex.target_ids == [*codes[2], *acts[2], *codes[3], *acts[3], *codes[4], tok.eos_token_id]
-    assert ex.loss_mask == [1] * L + [0] * A + [1] * L + [0] * A + [1] * L + [1]
+    assert ex.loss_mask == [1] * L + [0] * A + [1] * L + [0] * A + [1] * L + [0]
     forced = ex.forced()
-    assert [i for i, f in enumerate(forced) if f >= 0] == [*range(L, L + A), *range(2 * L + A, 2 * L + 2 * A)]
+    n = len(ex.target_ids)
+    assert [i for i, f in enumerate(forced) if f >= 0] == [*range(L, L + A), *range(2 * L + A, 2 * L + 2 * A), n - 1]
     single = [e for e in dom.episode_examples(ep) if e.group == "single_step"]
     assert len(single) == 2 * (6 - 2) and single[0].target_ids == [*codes[2], tok.eos_token_id]
-    assert single[0].loss_mask == [1] * (L + 1)
+    assert single[0].loss_mask == [1] * L + [0]
     # MLE: changing a given action token changes no loss term it should not (the masked position's own term)
     model = build(ModelConfig(hidden_size=32, num_layers=1, num_heads=2, max_positions=128), len(tok),
                   pad_id=tok.pad_token_id, bos_id=tok.bos_token_id, eos_id=tok.eos_token_id)
     _, n = mle_loss(model, [ex], tok.pad_token_id)
-    assert n == 3 * L + 1
+    assert n == 3 * L
 
 
 def test_multi_step_sampling_writes_the_real_actions_between_generated_frames(tok):
@@ -66,13 +67,19 @@ def test_multi_step_sampling_writes_the_real_actions_between_generated_frames(to
                   pad_id=tok.pad_token_id, bos_id=tok.bos_token_id, eos_id=tok.eos_token_id).eval()
     out = sample(model, [e.prompt_ids for e in exs], eos_id=dom.eos_id, pad_id=dom.pad_id,
                  max_new_tokens=len(exs[0].target_ids), num_samples=3, temperature=1.0,
-                 forced=[e.forced() for e in exs])
+                 forced=[e.forced() for e in exs], suppress=dom.suppressed_ids)
     L, A = tok.tokens_per_frame, tok.action_dims
     for row, resp in enumerate(out.responses()):
         ex = exs[row // 3]
-        if len(resp) >= 2 * L + 2 * A:
-            assert resp[L:L + A] == ex.target_ids[L:L + A]
-            assert resp[2 * L + A:2 * L + 2 * A] == ex.target_ids[2 * L + A:2 * L + 2 * A]
+        assert len(resp) == len(ex.target_ids) and resp[-1] == tok.eos_token_id  # whole frames, then the given end
+        assert resp[L:L + A] == ex.target_ids[L:L + A]
+        assert resp[2 * L + A:2 * L + 2 * A] == ex.target_ids[2 * L + A:2 * L + 2 * A]
+        frames = resp[:L] + resp[L + A:2 * L + A] + resp[2 * L + 2 * A:-1]
+        assert all(0 <= i < tok.codebook for i in frames)  # suppressed: no action or special id inside a frame
+    # without suppression the random model does put non-visual ids in frames
+    free = sample(model, [e.prompt_ids for e in exs], eos_id=dom.eos_id, pad_id=dom.pad_id,
+                  max_new_tokens=len(exs[0].target_ids), num_samples=3, forced=[e.forced() for e in exs])
+    assert any(i >= tok.codebook for r in free.responses() for i in r[:L])
 
 
 def test_score_perfect_codes_beat_noisy_ones_and_bad_ids_score_worst(tok):

@@ -43,6 +43,7 @@ class Domain(Protocol):
     metric: str  # the reward whose value is the reported accuracy-like metric
     eos_id: int  # ends every response
     pad_id: int  # fills padded positions
+    # optional: `suppressed_ids`, ids the sampler never draws (given tokens are still written in)
 
     @staticmethod
     def check_data(data: Any) -> None:

@@ -96,7 +96,7 @@ def collect(policy, domain: Domain, examples: Sequence[Example], cfg: RLConfig, 
     out = sample(policy, [e.prompt_ids for e in examples], eos_id=domain.eos_id, pad_id=domain.pad_id,
                  max_new_tokens=cfg.max_new_tokens, num_samples=G, temperature=cfg.temperature,
                  top_k=cfg.top_k, top_p=cfg.top_p, generator=generator(cfg.seed * 1_000_003 + step), autocast=autocast,
-                 forced=[e.forced() for e in examples])
+                 forced=[e.forced() for e in examples], suppress=getattr(domain, "suppressed_ids", None))
     responses = out.responses()
     # ---- decode + reward -------------------------------------------------
     scored = [domain.score(cfg.reward, r, examples[i // G]) for i, r in enumerate(responses)]

@@ -11,7 +11,9 @@ is padded from then on; once a quarter of the live rows are done they are
 dropped from the batch and the cache (`compact`), so short answers stop paying
 for long ones. Positions a prompt's `forced` list gives (e.g. the real action
 tokens between generated video frames) are written in instead of sampled, so
-one call interleaves generated and given tokens.
+one call interleaves generated and given tokens. Ids in `suppress` are never
+sampled (their logits are -inf before the draw), e.g. a video model's
+non-visual ids where only frame codes may go.
 """
 
 from __future__ import annotations
@@ -108,12 +110,14 @@ def sample(
     compact: bool = True,
     fast: bool = True,
     forced: Sequence[Sequence[int] | None] | None = None,
+    suppress: Sequence[int] | None = None,
 ) -> SampleOutput:
     """Sample `num_samples` responses per prompt (temperature 0: greedy).
 
     `forced[b][t]`, when >= 0, is the id written at response position t of
     prompt b's samples instead of a sampled one (-1, or a list that has ended:
-    sample as usual).
+    sample as usual). `suppress`: ids never sampled (forced ids are still
+    written). `return_logits` gives the raw logits, before suppression.
     `autocast` is an optional context-manager factory for mixed precision;
     `compact=False` keeps finished rows in the batch and `fast=False` uses the
     generic decoder even for Llama-style models (both for comparison).
@@ -124,12 +128,15 @@ def sample(
     logits = decoder.first_logits  # (N, V)
     N = logits.size(0)
     given = forced_ids(forced, len(prompts), num_samples, max_new_tokens).to(device)  # (N, T) -1 where free
+    banned = torch.as_tensor(list(suppress or ()), dtype=torch.long, device=device)  # (S,)
     rows = torch.arange(N, device=device)  # (n,) each live row's index in the output
     done = torch.zeros(N, dtype=torch.bool, device=device)  # (n,)
     tokens, step_logits = [], []
     for _ in range(max_new_tokens):
         if return_logits:
             step_logits.append(logits.new_zeros((N, logits.size(-1)), dtype=torch.float).index_copy(0, rows, logits.float()))
+        if banned.numel():
+            logits = logits.index_fill(-1, banned, float("-inf"))  # (n, V)
         tok = sample_next(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)  # (n,)
         if given.size(1) > len(tokens):
             g = given[rows, len(tokens)]  # (n,)

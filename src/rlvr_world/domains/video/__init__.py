@@ -15,13 +15,15 @@ it unchanged. Two settings, told apart by the example's group:
 Reward, as in the paper: -(MAE + perceptual distance) of the decoded frames
 against the real ones, averaged over the predicted frames. The paper's
 perceptual distance is LPIPS, whose pretrained backbone cannot be downloaded
-here: the default is 1 - SSIM (`metrics.video_reward`). A non-visual id where
-a frame's code belongs is clamped into the codebook, and a response that
-stops early has its missing codes filled with 0; such frames are scored like
-any other (they are simply bad), and the `valid` part records the event. A
-flat failure score was tried first: at temperature 1 a young model slips a
-non-visual id into nearly every 200-token rollout, every group scored the
-same, and GRPO had no signal.
+here: the default is 1 - SSIM (`metrics.video_reward`).
+
+The sampler never draws a non-visual id (`suppressed_ids`); actions and the
+final <eos> are written in, so a sampled prediction is whole frames of codes.
+(Without that, a young model at temperature 1 slipped an action or special id
+into 1 or 2 of every 3 multi-step rollouts.) A response from elsewhere may
+still hold one where a frame's code belongs, or stop early: such ids are
+clamped into the codebook and missing codes filled with 0, the frames are
+scored like any other, and the `valid` part records the event.
 
 Departures from the paper: 64×64 frames and an 8×8 token grid (the paper:
 256×320 and 16×20), a model trained from scratch on simulated Meta-World data
@@ -79,6 +81,7 @@ class VideoDomain:
         self.data = data or VideoData()
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id
+        self.suppressed_ids = tokenizer.non_visual_ids  # the sampler draws frame codes only; the rest is given
         self._codes: dict[int, np.ndarray] = {}
 
     # ---- data ------------------------------------------------------------------

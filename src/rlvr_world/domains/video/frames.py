@@ -23,7 +23,10 @@ with k = log2(size / grid) resolution halvings (3 for 64 -> 8). Residual
 blocks are conv-SiLU-conv without normalisation (the last conv starts at
 zero, so every block starts as the identity).
 
-Training: MSE + 0.1·L1 reconstruction loss on pixels in [0, 1], AdamW with
+Training: MSE + 0.1·L1 reconstruction loss on pixels in [0, 1], plus a
+penalty on latents beyond ±3 before the tanh (zero in normal training; without
+it a large update can push the latents far into tanh's flat tails, where no
+gradient reaches them and the codes collapse for good), AdamW with
 a linear warm-up and a cosine decay, and as augmentation random horizontal
 flips and random shifts by up to `shift` pixels (edge pixels repeated), which
 matter for the small real-robot data sets. Training is deterministic for a
@@ -57,9 +60,9 @@ class FrameTokenizerConfig:
     grid: int = 8  # tokens per side of a frame (size/grid must be a power of 2, at least 2)
     levels: list[int] = field(default_factory=lambda: [8, 5, 5, 5])  # FSQ levels per latent channel (codebook = their product)
     channels: int = 64  # conv width at the token grid (half of it at the higher resolutions)
-    steps: int = 2000  # training steps
-    batch_size: int = 32  # frames per training step
-    lr: float = 2e-3  # peak AdamW learning rate (linear warm-up, cosine decay)
+    steps: int = 4000  # training steps
+    batch_size: int = 16  # frames per training step
+    lr: float = 3e-3  # peak AdamW learning rate (linear warm-up, cosine decay)
     weight_decay: float = 1e-4  # AdamW weight decay
     shift: int = 4  # augmentation: random shift by up to this many pixels (0 = none), plus horizontal flips
     seed: int = 0  # seed of the initial weights and the batch order
@@ -283,9 +286,10 @@ def train_frame_tokenizer(frames: np.ndarray, cfg: FrameTokenizerConfig | None =
                 idx = order[pos: pos + cfg.batch_size]
                 pos += cfg.batch_size
                 x = _augment(data[idx].float() / 255.0, cfg.shift, g)  # (B, 3, H, W)
-                y = torch.sigmoid(model(x))
+                z = model.encoder(x)  # (B, D, G, G)
+                y = torch.sigmoid(model.decoder(model.fsq.quantize(z)))  # (B, 3, H, W)
                 mse = F.mse_loss(y, x)
-                loss = mse + 0.1 * F.l1_loss(y, x)
+                loss = mse + 0.1 * F.l1_loss(y, x) + F.relu(z.abs() - 3).pow(2).mean()  # last: keeps tanh alive
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

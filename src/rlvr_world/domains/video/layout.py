@@ -18,9 +18,12 @@ A sequence interleaves frames and the action taken after each one:
     prompt = <bos> f[s] a[s] ... f[s+C-1] a[s+C-1]          (C context frames)
     target = f[s+C] a[s+C] f[s+C+1] ... a[s+C+H-2] f[s+C+H-1] <eos>   (H predicted frames)
 
-In the target the actions are real, given by the data: their loss-mask entry
-is 0, so the sampler writes them in and no loss is spent on them. H = 1 is
-the single-step setting, H > 1 the multi-step one.
+In the target the actions are real, given by the data, and so is the final
+<eos> (a prediction always has H frames): their loss-mask entry is 0, so the
+sampler writes them in and no loss is spent on them. With every non-visual id
+suppressed at the free positions (`VideoDomain.suppressed_ids`), a sampled
+response is H whole frames of visual codes by construction. H = 1 is the
+single-step setting, H > 1 the multi-step one.
 """
 
 from __future__ import annotations
@@ -54,6 +57,11 @@ class VideoTokenizer:
 
     def __len__(self) -> int:
         return self.pad_token_id + 1
+
+    @property
+    def non_visual_ids(self) -> list[int]:
+        """Every id that is not a frame code: action bins and the special ids."""
+        return list(range(self.codebook, len(self)))
 
     # ---- actions -------------------------------------------------------------
     def action_ids(self, actions: np.ndarray) -> np.ndarray:
@@ -99,7 +107,7 @@ class VideoTokenizer:
             if k < horizon - 1:
                 target += action_ids[t].tolist()
                 mask += [0] * self.action_dims
-        return prompt, target + [self.eos_token_id], mask + [1]
+        return prompt, target + [self.eos_token_id], mask + [0]
 
     def split_response(self, response: Sequence[int], horizon: int) -> tuple[np.ndarray, bool]:
         """Response ids -> (horizon, L) frame codes, and whether they were all valid.
