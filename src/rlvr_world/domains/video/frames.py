@@ -31,6 +31,14 @@ a linear warm-up and a cosine decay, and as augmentation random horizontal
 flips and random shifts by up to `shift` pixels (edge pixels repeated), which
 matter for the small real-robot data sets. Training is deterministic for a
 given seed (on CPU).
+
+Defaults, tuned on 2100 Meta-World frames (16 episodes per task) + 200 real
+Bridge frames, tested on held-out episodes (mean per-frame PSNR): at equal
+CPU time, batch 16 × 4000 steps (≈ 4 min on one thread) beat batch 32 × 2000
+(sim 26.3 vs 25.5-26.1 dB, Bridge 21.1 vs 20.8-20.9 dB; 3000 steps: 26.1 /
+20.9 dB in 3 min); widths 48 and 96 were no better than 64; without
+augmentation a Bridge-only tokenizer overfits (held-out 20.0 dB instead of
+21.6 dB). The bottleneck is the code itself, 64 tokens of ~10 bits each.
 """
 
 from __future__ import annotations
@@ -58,7 +66,7 @@ _CHUNK = 256  # frames per batch in encode/decode
 class FrameTokenizerConfig:
     size: int = 64  # frame height and width in pixels
     grid: int = 8  # tokens per side of a frame (size/grid must be a power of 2, at least 2)
-    levels: list[int] = field(default_factory=lambda: [8, 5, 5, 5])  # FSQ levels per latent channel (codebook = their product)
+    levels: list[int] = field(default_factory=lambda: [8, 5, 5, 5])  # FSQ levels per latent channel (codebook: product)
     channels: int = 64  # conv width at the token grid (half of it at the higher resolutions)
     steps: int = 4000  # training steps
     batch_size: int = 16  # frames per training step
@@ -257,7 +265,11 @@ def _psnr(mse: float) -> float:
 
 def train_frame_tokenizer(frames: np.ndarray, cfg: FrameTokenizerConfig | None = None, *,
                           log_path: Path | None = None) -> FrameTokenizer:
-    """Train a tokenizer on uint8 frames (N, H, W, 3) (any leading axes are flattened)."""
+    """Train a tokenizer on uint8 frames (N, H, W, 3) (any leading axes are flattened).
+
+    `log_path` gets a JSON line every 10 steps and at the end: step, loss, mse and
+    psnr of the (augmented) training batch, lr, seconds.
+    """
     cfg = cfg or FrameTokenizerConfig()
     torch.manual_seed(cfg.seed)
     model = FrameTokenizer(cfg)

@@ -26,7 +26,6 @@ import re
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 _CHANNELS = (64, 192, 384, 256, 256)
@@ -98,7 +97,8 @@ def load_lpips(path: str | Path) -> LPIPS:
         raw = _read(p)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same one-line error
         raise ValueError(f"cannot read LPIPS weights {p}: not a state-dict file ({type(e).__name__})") from None
-    sd = {re.sub(r"^net\.slice\d+\.(\d+)\.", r"features.\1.", k): v for k, v in raw.items() if isinstance(v, torch.Tensor)}
+    rename = re.compile(r"^net\.slice\d+\.(\d+)\.")  # the lpips package's keys -> torchvision's
+    sd = {rename.sub(r"features.\1.", k): v for k, v in raw.items() if isinstance(v, torch.Tensor)}
     model = LPIPS()
     want = model.state_dict()
     missing = [k for k in want if k not in sd]
