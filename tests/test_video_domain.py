@@ -115,3 +115,19 @@ def test_bundled_real_footage_loads():
     assert train.actions[..., 3].min() >= -1.0 and train.actions[..., 3].max() <= 1.0
     rt1 = rt1_frames()
     assert rt1.shape == (22, 64, 64, 3) and rt1.dtype == np.uint8 and rt1.std() > 10
+
+
+def test_local_lpips_weights_add_the_metric_and_the_papers_reward(tok, tmp_path):
+    from rlvr_world.domains.video.lpips import LPIPS
+
+    torch.manual_seed(0)
+    torch.save(LPIPS().state_dict(), tmp_path / "alex.pth")  # random weights: the real ones cannot be downloaded here
+    dom = VideoDomain(tok, VideoData(lpips=str(tmp_path / "alex.pth")))
+    ex = [e for e in dom.episode_examples(episodes()) if e.group == "single_step"][0]
+    value, parts = dom.score("mae_lpips", ex.target_ids, ex)
+    assert "lpips" in parts and value == pytest.approx(-(parts["mae"] + parts["lpips"]), abs=1e-6)
+    assert "lpips" in dom.score("mae_ssim", ex.target_ids, ex)[1]
+    with pytest.raises(ValueError, match="LPIPS"):
+        VideoDomain(tok, VideoData()).score("mae_lpips", ex.target_ids, ex)
+    with pytest.raises(FileNotFoundError):
+        VideoDomain.check_data(VideoData(lpips=str(tmp_path / "missing.pth")))

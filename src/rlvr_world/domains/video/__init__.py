@@ -15,7 +15,9 @@ it unchanged. Two settings, told apart by the example's group:
 Reward, as in the paper: -(MAE + perceptual distance) of the decoded frames
 against the real ones, averaged over the predicted frames. The paper's
 perceptual distance is LPIPS, whose pretrained backbone cannot be downloaded
-here: the default is 1 - SSIM (`metrics.video_reward`).
+here: the default is 1 - SSIM (reward `mae_ssim`). A user who has LPIPS
+weights passes their local file (`--data.lpips`): LPIPS is then measured too,
+and the `mae_lpips` reward is the paper's.
 
 The sampler never draws a non-visual id (`suppressed_ids`); actions and the
 final <eos> are written in, so a sampled prediction is whole frames of codes.
@@ -34,6 +36,7 @@ prediction), while RL and evaluation use both settings.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -43,6 +46,7 @@ import torch
 from ...engine.domain import Example
 from .data import DataError, Episodes, VideoData, bridge, simulated
 from .layout import VideoTokenizer
+from .lpips import load_lpips
 from .metrics import video_reward
 
 __all__ = ["DataError", "VideoData", "VideoDomain", "VideoTokenizer"]
@@ -66,8 +70,10 @@ class VideoDomain:
     groups = ("single_step", "multi_step")
     columns = ("single_step", "multi_step", "overall")
     binary_metric = False
-    reported_parts = ("mse", "mae", "psnr", "ssim", "repeat", "valid")
-    rewards = {"mae_ssim": video_reward}  # name -> (predicted frames, real frames) -> (value, parts)
+    reported_parts = ("mse", "mae", "psnr", "ssim", "lpips", "repeat", "valid")
+    # name -> (predicted frames, real frames, lpips network or None) -> (value, parts)
+    rewards = {"mae_ssim": functools.partial(video_reward, perceptual="ssim"),
+               "mae_lpips": functools.partial(video_reward, perceptual="lpips")}
     # facts from the RLVR-World paper (RT-1, iVideoGPT 436M), MSE on its own scale
     reference = {
         "paper MLE multi-step (RT-1)": {"repetition_rate": 48.6, "mse": 0.659, "psnr": 23.1, "ssim": 80.9},
@@ -82,6 +88,7 @@ class VideoDomain:
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id
         self.suppressed_ids = tokenizer.non_visual_ids  # the sampler draws frame codes only; the rest is given
+        self.lpips = load_lpips(self.data.lpips) if self.data.lpips else None
         self._codes: dict[int, np.ndarray] = {}
 
     # ---- data ------------------------------------------------------------------
@@ -100,6 +107,8 @@ class VideoDomain:
     def check_data(data: VideoData) -> None:
         """Bad settings and unreadable datasets fail before anything is written or simulated."""
         data.level_list()
+        if data.lpips:
+            load_lpips(data.lpips)  # a one-line error for a missing or foreign file
         if data.context < 1 or data.horizon < 2 or data.stride < 1:
             raise ValueError("video needs context >= 1, horizon >= 2 (the multi-step setting) and stride >= 1")
         if data.dataset or data.path().is_file():
@@ -175,7 +184,7 @@ class VideoDomain:
         codes, valid = self.tokenizer.split_response(list(response_ids), F)  # (F, L)
         pred = torch.as_tensor(self.tokenizer.decode_frames(codes))  # (F, H, W, 3) in [0, 1]
         real = torch.as_tensor(t.frames).float() / 255.0  # (F, H, W, 3)
-        value, parts = self.rewards[reward_name](pred, real)
+        value, parts = self.rewards[reward_name](pred, real, lpips=self.lpips)
         parts = {k: float(v) for k, v in parts.items() if isinstance(v, (int, float, torch.Tensor, np.floating))}
         parts["valid"] = float(valid)
         if F > 1:

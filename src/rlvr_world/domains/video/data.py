@@ -57,6 +57,7 @@ class VideoData:
     tokenizer_steps: int = 2000  # frame-tokenizer training steps
     bridge_finetune_epochs: float = 10.0  # MLE epochs on the 20 real Bridge training episodes (0: no fine-tuning)
     bridge_rl_steps: int = 0  # RLVR steps on the real Bridge training episodes after that fine-tuning (0: none)
+    lpips: str = ""  # a local LPIPS (AlexNet) weights file: adds the lpips metric and the mae_lpips reward
 
     def sim_config(self):
         from .simulate import SimConfig

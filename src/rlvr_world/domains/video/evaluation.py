@@ -14,6 +14,8 @@ H×W pixels.
   episodes; then the MLE model fine-tuned by MLE on the other 20 (and, with
   `bridge_rl_steps`, post-trained by RLVR on them) and tested again.
 - A PNG strip per setting: real frames, MLE prediction, RLVR prediction.
+- The baseline a world model must beat, on both: "copy the last context
+  frame" (its codes repeated), scored like a prediction.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ...stats import paired_test
 from .data import bridge, rt1_frames
 from .metrics import frame_metrics
 
-METRICS = ("mse", "mae", "psnr", "ssim")
+METRICS = ("mse", "mae", "psnr", "ssim", "lpips")  # lpips only with local weights (`VideoData.lpips`)
 
 
 def setting(ev: dict, group: str) -> dict:
@@ -55,21 +57,40 @@ def compare(mle: dict, rlvr: dict, groups: Sequence[str]) -> dict:
     return out
 
 
-def reconstruction(tok, frames: np.ndarray) -> dict:
-    """The frame tokenizer's round trip on (N, H, W, 3) uint8 frames: mean MSE, MAE, PSNR, SSIM."""
+def copy_last(domain, examples) -> dict:
+    """The baseline a world model must beat: predict that the last context frame stays as it is."""
+    tok = domain.tokenizer
+    L, A = tok.tokens_per_frame, tok.action_dims
+    rows: dict[str, list[dict]] = {}
+    for e in examples:
+        last = e.prompt_ids[-(L + A):-A]  # the last context frame's codes
+        F = len(e.payload.frames)
+        response = []
+        for k in range(F):  # the same frame F times, the real actions between, then <eos>
+            response += last + (e.target_ids[k * (L + A) + L:(k + 1) * (L + A)] if k < F - 1 else [])
+        parts = domain.score(domain.metric, response + [tok.eos_token_id], e)[1]
+        rows.setdefault(e.group, []).append(parts)
+    return {g: {k: round(float(np.mean([p[k] for p in ps])), 4) for k in METRICS if k in ps[0]} | {"n": len(ps)}
+            for g, ps in rows.items()}
+
+
+def reconstruction(tok, frames: np.ndarray, lpips=None) -> dict:
+    """The frame tokenizer's round trip on (N, H, W, 3) uint8 frames: mean MSE, MAE, PSNR, SSIM (, LPIPS)."""
     flat = frames.reshape(-1, *frames.shape[-3:])  # (N, H, W, 3)
     rec = torch.as_tensor(tok.decode_frames(tok.frame_codes(flat)))  # (N, H, W, 3)
-    m = frame_metrics(rec, torch.as_tensor(flat).float() / 255.0)
-    return {**{k: round(float(m[k].mean()), 4) for k in METRICS}, "n_frames": len(flat)}
+    m = frame_metrics(rec, torch.as_tensor(flat).float() / 255.0, lpips)
+    return {**{k: round(float(m[k].mean()), 4) for k in METRICS if k in m}, "n_frames": len(flat)}
 
 
 def finish(domain, pipeline, test, mle_model, rl_model, mle_eval: dict, rl_eval: dict) -> dict:
     """The video sections of the results (see the module docstring); pictures go beside the results file."""
     tok = domain.tokenizer
     res = compare(mle_eval, rl_eval, domain.groups)
-    res["tokenizer"] = {"sim_test": reconstruction(tok, domain.episodes("test").frames),
-                        "bridge_test": reconstruction(tok, bridge("test").frames),
-                        "rt1": reconstruction(tok, rt1_frames(tok.frames.cfg.size))}
+    for g, m in copy_last(domain, test).items():
+        res[g]["copy_last"] = m
+    res["tokenizer"] = {name: reconstruction(tok, frames, domain.lpips) for name, frames in (
+        ("sim_test", domain.episodes("test").frames), ("bridge_test", bridge("test").frames),
+        ("rt1", rt1_frames(tok.frames.cfg.size)))}
     res["bridge_real"] = real_footage(domain, pipeline, mle_model, rl_model)
     res["pictures"] = {g: str(strip(Path(pipeline.cfg.results).with_name(
         f"{Path(pipeline.cfg.results).stem}-{g}.png"), domain, test, mle_eval, rl_eval, g)) for g in domain.groups}
@@ -83,7 +104,7 @@ def real_footage(domain, pipeline, mle_model, rl_model) -> dict:
 
     data, out = domain.data, pipeline.out / "bridge"
     test = domain.episode_examples(bridge("test"))
-    res = {"n_test_episodes": 5, "n_train_episodes": 20, "n_test": len(test)}
+    res = {"n_test_episodes": 5, "n_train_episodes": 20, "n_test": len(test), "copy_last": copy_last(domain, test)}
     for name, model in (("zero_shot_mle", mle_model), ("zero_shot_rlvr", rl_model)):
         res[name] = evaluate(pipeline, domain, model, test, f"bridge {name}", out / f"eval_{name}.json")
     if data.bridge_finetune_epochs <= 0:
@@ -173,6 +194,8 @@ def markdown(res: dict) -> str:
         out += [f"\n### {title} ({s['mle']['n']} test examples)\n",
                 "| model | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols),
                 _row("MLE", s["mle"], cols), _row(f"RLVR ({res['reward']} reward)", s["rlvr"], cols)]
+        if "copy_last" in s:
+            out.append(_row("baseline: copy the last context frame", s["copy_last"], cols))
         sig = {("repetition_rate" if k == "repeat" else k): v for k, v in s["significance"].items()}
         out.append("| RLVR - MLE | " + " | ".join(
             f"{sig[c]['delta'] * (100 if c == 'repetition_rate' else 1):.4g} (p={sig[c]['p']:.2g})" if c in sig else ""
@@ -190,7 +213,7 @@ def markdown(res: dict) -> str:
         cols = ["mse", "mae", "psnr", "ssim", "repetition_rate", "valid_rate", "n"]
         out += [f"\n### Real BridgeData: {real['n_test_episodes']} held-out episodes\n",
                 "| model | setting | " + " | ".join(cols) + " |", "| --- | --- |" + " --- |" * len(cols)]
-        for name in ("zero_shot_mle", "zero_shot_rlvr", "finetuned_mle", "finetuned_rlvr"):
+        for name in ("copy_last", "zero_shot_mle", "zero_shot_rlvr", "finetuned_mle", "finetuned_rlvr"):
             for g in ("single_step", "multi_step"):
                 if name in real and g in real[name]:
                     out.append(f"| {name.replace('_', ' ')} | {g.replace('_', '-')} | "
