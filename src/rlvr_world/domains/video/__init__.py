@@ -89,7 +89,7 @@ class VideoDomain:
         self.pad_id = tokenizer.pad_token_id
         self.suppressed_ids = tokenizer.non_visual_ids  # the sampler draws frame codes only; the rest is given
         self.lpips = load_lpips(self.data.lpips) if self.data.lpips else None
-        self._codes: dict[int, np.ndarray] = {}
+        self._codes: list[tuple[np.ndarray, np.ndarray]] = []  # (frames, their codes), the arrays kept alive
 
     # ---- data ------------------------------------------------------------------
     @staticmethod
@@ -163,11 +163,13 @@ class VideoDomain:
         return out
 
     def codes(self, ep: Episodes) -> np.ndarray:
-        """Frame codes of an episode set, computed once per set: (E, T+1, L)."""
-        key = id(ep.frames)
-        if key not in self._codes:
-            self._codes[key] = self.tokenizer.frame_codes(ep.frames)
-        return self._codes[key]
+        """Frame codes of an episode set, computed once per frames array: (E, T+1, L)."""
+        for frames, codes in self._codes:
+            if frames is ep.frames:
+                return codes
+        codes = self.tokenizer.frame_codes(ep.frames)
+        self._codes.append((ep.frames, codes))
+        return codes
 
     # ---- decode + reward -------------------------------------------------------
     def decode(self, response_ids: Sequence[int], horizon: int | None = None) -> list[list[int]]:
