@@ -23,7 +23,7 @@ def records():
 @pytest.fixture(scope="module")
 def domain():
     data = WebData(dataset=str(SAMPLE))
-    return WebDomain(train_bpe(WebDomain.corpus(data), 600), data)
+    return WebDomain(WebDomain.make_tokenizer(data, 600), data)
 
 
 def test_sample_is_real_and_varied(records):
@@ -66,6 +66,15 @@ def test_examples_round_trip_through_the_tokenizer(domain):
     assert domain.tokenizer.decode(e.prompt_ids) == prompt_text(e.payload)
     assert domain.score("f1", e.target_ids, e)[0] == 1.0
     assert domain.score("f1", [domain.eos_id], e)[0] == 0.0  # an empty response is no answer, whatever the page did
+
+
+def test_an_element_id_is_the_same_tokens_in_the_page_the_action_and_the_answer(domain):
+    tok = domain.tokenizer
+    ids = lambda text: tok.encode(text, add_special_tokens=False)  # noqa: E731
+    assert ids("[645]") == ids("[") + ids("6") + ids("4") + ids("5") + ids("]")
+    assert ids("click [645]")[-4:] == ids("\t[645] link '10'")[2:6] == ids("6") + ids("4") + ids("5") + ids("]")
+    merged = train_bpe(WebDomain.corpus(domain.data), 600)  # what the default BPE does to the same ids
+    assert len(merged.encode("[645]", add_special_tokens=False)) < 5
 
 
 def test_rl_examples_keep_every_changed_transition(domain):

@@ -16,10 +16,17 @@ from transformers import PreTrainedTokenizerFast
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
 
 
-def train_bpe(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer with pad/bos/eos specials, trained on `texts`."""
+def train_bpe(texts: Iterable[str], vocab_size: int, split_digits: bool = False) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer with pad/bos/eos specials, trained on `texts`.
+
+    With `split_digits` every digit is a token of its own (as in Llama and
+    Qwen), so a number is the same token sequence wherever it appears; merged
+    digits make "[645]" one split in a page line and another after a space.
+    """
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = (pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+                         if split_digits else byte_level)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

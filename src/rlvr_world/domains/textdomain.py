@@ -19,6 +19,7 @@ class TextDomain:
     """Token ids in and out for domains whose states and actions are text."""
 
     rewards: dict  # name -> (response text, transition) -> (value, parts)
+    split_digits = False  # one token per digit in the BPE tokenizer (`text.train_bpe`)
 
     def __init__(self, tokenizer, data):
         self.tokenizer = tokenizer
@@ -48,7 +49,7 @@ class TextDomain:
     @classmethod
     def make_tokenizer(cls, data, vocab_size: int):
         """A byte-level BPE tokenizer trained on the training split."""
-        return train_bpe(cls.corpus(data), vocab_size)
+        return train_bpe(cls.corpus(data), vocab_size, split_digits=cls.split_digits)
 
     def example(self, t) -> Example:
         prompt = self.tokenizer.encode(self.prompt_text(t), add_special_tokens=False)

@@ -43,6 +43,9 @@ class WebDomain(TextDomain):
     columns = ("precision", "recall", "f1", "changed", "unchanged")  # of the results table
     binary_metric = False  # 0/1 per example (McNemar's test) or graded (Wilcoxon's)
     reported_parts = ("precision", "recall", "f1")
+    # element ids are copied from the page into the answer: one token per digit makes "[645]" the same
+    # tokens in the page, the action and the answer (with merged digits the model wrote wrong ids)
+    split_digits = True
     # facts from the RLVR-World paper (WebArena page prediction, 1.5B model); ours is MiniWoB++, not WebArena
     reference = {
         "paper 1.5B SFT (WebArena)": {"precision": 49.0, "recall": 56.1, "f1": 49.9},
