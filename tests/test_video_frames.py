@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from rlvr_world.domains.video.frames import FSQ, FrameTokenizer, FrameTokenizerConfig, train_frame_tokenizer
+from rlvr_world.domains.video import frames as frames_mod
+from rlvr_world.domains.video.frames import (FSQ, FrameTokenizer, FrameTokenizerConfig, codebook_usage,
+                                           train_frame_tokenizer, train_until_used)
 from rlvr_world.domains.video.metrics import WORST_REWARD, frame_metrics, repetition_rate, video_reward
 
 torch.set_num_threads(1)
@@ -89,6 +91,25 @@ def test_training_reduces_loss_and_is_deterministic(tmp_path):
     assert log[-1]["loss"] < log[0]["loss"]
     again = train_frame_tokenizer(frames, cfg)
     assert torch.equal(again.encode(frames), tok.encode(frames))
+
+
+def test_a_collapsed_tokenizer_is_trained_again_at_half_the_learning_rate(monkeypatch):
+    frames = rectangles(32, 16)
+    cfg = FrameTokenizerConfig(**SMALL, steps=40, lr=3e-3)
+    collapsed = FrameTokenizer(cfg)
+    for p in collapsed.encoder.parameters():
+        torch.nn.init.zeros_(p)  # every cell encodes to the same latent: one code
+    assert codebook_usage(collapsed, frames) == 1 / collapsed.codebook_size
+    lrs = []
+
+    def fake_train(frames, cfg):
+        lrs.append(cfg.lr)
+        return collapsed if len(lrs) == 1 else train_frame_tokenizer(frames, cfg)
+
+    monkeypatch.setattr(frames_mod, "train_frame_tokenizer", fake_train)
+    tok = train_until_used(frames, cfg, min_usage=0.01)
+    assert lrs == [3e-3, 1.5e-3]
+    assert tok is not collapsed and codebook_usage(tok, frames) >= 0.01
 
 
 # ---- metrics ---------------------------------------------------------------------

@@ -127,14 +127,14 @@ class VideoDomain:
     @staticmethod
     def make_tokenizer(data: VideoData, vocab_size: int = 0) -> VideoTokenizer:
         """Train the frame tokenizer on the simulated training frames plus the real Bridge training frames."""
-        from .frames import FrameTokenizerConfig, train_frame_tokenizer
+        from .frames import FrameTokenizerConfig, train_until_used
 
         sim, real = simulated(data, "train"), bridge("train")
         frames = np.concatenate([sim.frames.reshape(-1, *sim.frames.shape[2:]),
                                  real.frames.reshape(-1, *real.frames.shape[2:])])  # (N, H, W, 3)
         cfg = FrameTokenizerConfig(size=frames.shape[1], grid=data.grid, levels=data.level_list(),
                                    steps=data.tokenizer_steps)
-        return VideoTokenizer(train_frame_tokenizer(frames, cfg), action_dims=sim.actions.shape[-1],
+        return VideoTokenizer(train_until_used(frames, cfg), action_dims=sim.actions.shape[-1],
                               bins=data.action_bins)
 
     load_tokenizer = staticmethod(VideoTokenizer.from_pretrained)

@@ -46,7 +46,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlvr_world.progress import advance, bar
+from rlvr_world.progress import advance, bar, console
 
 _CONFIG = "config.json"
 _WEIGHTS = "model.safetensors"
@@ -316,3 +316,34 @@ def train_frame_tokenizer(frames: np.ndarray, cfg: FrameTokenizerConfig | None =
         if log is not None:
             log.close()
     return model.eval()
+
+
+def codebook_usage(model: FrameTokenizer, frames: np.ndarray, max_frames: int = 256) -> float:
+    """Share of the codebook that tokens of (up to `max_frames` evenly spaced) `frames` use."""
+    arr = np.asarray(frames).reshape(-1, *np.asarray(frames).shape[-3:])
+    pick = arr[np.linspace(0, len(arr) - 1, min(max_frames, len(arr))).astype(int)]
+    with torch.no_grad():
+        codes = model.encode(pick)
+    return len(torch.unique(codes)) / model.codebook_size
+
+
+def train_until_used(frames: np.ndarray, cfg: FrameTokenizerConfig, min_usage: float = 0.05,
+                     attempts: int = 3) -> FrameTokenizer:
+    """Train a tokenizer; if it collapsed onto a few codes, train again from scratch at half the learning rate.
+
+    Measured: on the `video-full` frames the default settings ended with 6 of 1,000 codes in use and 16 dB
+    reconstructions (on the `video` frames: 633 codes, 25.7 dB); a world model over 6 codes learns nothing.
+    """
+    best, best_usage = None, -1.0
+    for attempt in range(attempts):
+        model = train_frame_tokenizer(frames, cfg)
+        usage = codebook_usage(model, frames)
+        if usage > best_usage:
+            best, best_usage = model, usage
+        if usage >= min_usage:
+            break
+        console.print(f"[yellow]frame tokenizer collapsed[/]: {usage:.1%} of the codebook in use; "
+                      + (f"training again at lr {cfg.lr / 2:g}" if attempt + 1 < attempts else "keeping the best"))
+        cfg = replace(cfg, lr=cfg.lr / 2)
+    return best
+
