@@ -89,12 +89,12 @@ def preset(name: str) -> RunConfig:
                         max_new_tokens=256, eval_every=10),
             max_new_tokens=256, curve_limit=100,
         )
-    if name == "web-full":  # ~1 h: three times the episodes of `web`, 8 MLE epochs, 60 RL steps
+    if name == "web-full":  # ~1.5 h: three times the episodes of `web`, 8 MLE epochs, 40 RL steps
         return RunConfig(
             domain="web", out="runs/web-full", results="results/web.json",
             data=WebData(episodes_per_task=36, mle_unchanged_ratio=0.25),
             mle=MLEConfig(epochs=8.0, lr=3e-3),
-            rl=RLConfig(reward="f1", steps=60, prompts_per_step=8, group_size=8, micro_batch_size=32,
+            rl=RLConfig(reward="f1", steps=40, prompts_per_step=8, group_size=8, micro_batch_size=32,
                         max_new_tokens=256, eval_every=20),
             max_new_tokens=256, curve_limit=100,
         )
@@ -108,7 +108,7 @@ def preset(name: str) -> RunConfig:
                         save_every=1, lr=1e-3),
             eval_limit=4, curve_limit=2, max_new_tokens=48, eval_batch_size=4,
         )
-    if name in ("video", "video-full"):  # ~20 min / ~1 h: Meta-World simulated here, Bridge/RT-1 bundled
+    if name in ("video", "video-full"):  # ~20 min / ~70 min: Meta-World simulated here, Bridge/RT-1 bundled
         full = name == "video-full"
         return RunConfig(
             domain="video", out=f"runs/{name}", results="results/video.json" if full else "results/video-default.json",
@@ -121,7 +121,7 @@ def preset(name: str) -> RunConfig:
             # sampler and greedy predictions got worse (measured: PSNR -0.87 dB after 25 steps)
             # full: rollouts at 0.3 in groups of 16 (measured from the `video` MLE model, 80 steps: PSNR -0.003 dB
             # single-step, -0.01 multi-step, both n.s.; at 0.6 in groups of 8 multi-step lost 0.09 dB, p=8e-6)
-            rl=RLConfig(reward="mae_ssim", steps=80 if full else 30, prompts_per_step=8, group_size=16 if full else 8,
+            rl=RLConfig(reward="mae_ssim", steps=40 if full else 30, prompts_per_step=8, group_size=16 if full else 8,
                         micro_batch_size=32, max_new_tokens=256, lr=5e-5, temperature=0.3 if full else 0.6,
                         eval_every=10),
             max_new_tokens=256, curve_limit=48,
