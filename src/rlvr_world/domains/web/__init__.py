@@ -44,7 +44,7 @@ class WebDomain(TextDomain):
     binary_metric = False  # 0/1 per example (McNemar's test) or graded (Wilcoxon's)
     reported_parts = ("precision", "recall", "f1")
     # element ids are copied from the page into the answer: one token per digit makes "[645]" the same
-    # tokens in the page, the action and the answer (with merged digits the model wrote wrong ids)
+    # tokens in the page, the action and the answer (the small models still write wrong ids: results/web.json)
     split_digits = True
     # facts from the RLVR-World paper (WebArena page prediction, 1.5B model); ours is MiniWoB++, not WebArena
     reference = {
