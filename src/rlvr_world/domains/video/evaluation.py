@@ -170,7 +170,7 @@ def strip(path: Path, domain, test, mle_eval: dict, rl_eval: dict, group: str, n
     fig.suptitle(f"{group.replace('_', '-')}: {C} context frames, then predictions (real / MLE / RLVR)", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")  # keeps the row labels whole
     plt.close(fig)
     return path
 
