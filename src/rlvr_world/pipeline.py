@@ -119,8 +119,8 @@ def preset(name: str) -> RunConfig:
             mle=MLEConfig(epochs=3.0 if full else 2.0, lr=2e-3, warmup_steps=20),
             # rollouts at temperature 0.6: at 1.0 a frame of 64 codes is mostly sampling noise, GRPO sharpened the
             # sampler and greedy predictions got worse (measured: PSNR -0.87 dB after 25 steps)
-            # full: rollouts at 0.3 in groups of 16 (measured from the `video` MLE model, 80 steps: PSNR -0.003 dB
-            # single-step, -0.01 multi-step, both n.s.; at 0.6 in groups of 8 multi-step lost 0.09 dB, p=8e-6)
+            # full: rollouts at 0.3 in groups of 16 (from the `video` MLE model, 80 steps: PSNR -0.003 dB single-step,
+            # -0.01 multi-step, reward n.s.; the `video` preset's 30 steps at 0.6 in groups of 8: multi-step -0.09 dB)
             rl=RLConfig(reward="mae_ssim", steps=40 if full else 30, prompts_per_step=8, group_size=16 if full else 8,
                         micro_batch_size=32, max_new_tokens=256, lr=5e-5, temperature=0.3 if full else 0.6,
                         eval_every=10),

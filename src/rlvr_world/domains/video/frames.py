@@ -320,7 +320,8 @@ def train_frame_tokenizer(frames: np.ndarray, cfg: FrameTokenizerConfig | None =
 
 def codebook_usage(model: FrameTokenizer, frames: np.ndarray, max_frames: int = 256) -> float:
     """Share of the codebook that tokens of (up to `max_frames` evenly spaced) `frames` use."""
-    arr = np.asarray(frames).reshape(-1, *np.asarray(frames).shape[-3:])
+    arr = np.asarray(frames)
+    arr = arr.reshape(-1, *arr.shape[-3:])  # (N, H, W, 3)
     pick = arr[np.linspace(0, len(arr) - 1, min(max_frames, len(arr))).astype(int)]
     with torch.no_grad():
         codes = model.encode(pick)
@@ -346,4 +347,3 @@ def train_until_used(frames: np.ndarray, cfg: FrameTokenizerConfig, min_usage: f
                       + (f"training again at lr {cfg.lr / 2:g}" if attempt + 1 < attempts else "keeping the best"))
         cfg = replace(cfg, lr=cfg.lr / 2)
     return best
-
