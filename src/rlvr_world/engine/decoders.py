@@ -71,10 +71,37 @@ class HFDecoder:
         self.mask, self.next_pos = self.mask[live], self.next_pos[live]
 
 
-def fuse(*linears) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Weight and bias of one linear map that computes several sharing their input, side by side."""
-    bias = None if linears[0].bias is None else torch.cat([m.bias for m in linears])
-    return torch.cat([m.weight for m in linears]), bias
+class Linear:
+    """x -> x Wᵀ + b, with the weight packed once into oneDNN's blocked layout where that kernel applies.
+
+    PyTorch sends fp32 matrix products on the CPU to MKL, which on this
+    project's AMD EPYC machines runs the skinny products of a decode step at
+    well under half the speed of oneDNN's kernel on a prepacked weight
+    (`bench/linear.py`, results/bench-linear.json). The packing is a copy of the
+    weight made once per `sample` call, so it always sees the current weights.
+    Off the CPU, for weights that are not fp32, under autocast, or in a build
+    without oneDNN, it is plain `F.linear`.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, rows: int, pack: bool = True):
+        self.weight, self.bias, self.packed = weight, bias, None
+        if pack and weight.device.type == "cpu" and weight.dtype == torch.float32 and torch.backends.mkldnn.is_available():
+            try:
+                self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), batch_size=rows)
+            except (AttributeError, RuntimeError):  # a PyTorch without the op: stay on F.linear
+                self.packed = None
+
+    @classmethod
+    def of(cls, *modules, rows: int, pack: bool = True) -> "Linear":
+        """One linear map computing several `nn.Linear`s that share their input, side by side."""
+        bias = None if modules[0].bias is None else torch.cat([m.bias for m in modules])
+        weight = modules[0].weight if len(modules) == 1 else torch.cat([m.weight for m in modules])
+        return cls(weight, bias, rows, pack)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packed is None:
+            return F.linear(x, self.weight, self.bias)
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
 
 
 def rms_norm(x: torch.Tensor, norm) -> torch.Tensor:
@@ -101,46 +128,91 @@ def supports_fast_decode(model) -> bool:
 
 
 class LlamaDecoder:
-    """Decode step written out for Llama-style models: shared prompt cache, preallocated generated cache."""
+    """Prefill and decode written out for Llama-style models: shared prompt cache, preallocated generated cache."""
+
+    PREFILL_TOKENS = 2048  # prompt tokens per prefill chunk: whole prompts, so its activations stay in cache
 
     def __init__(self, model, ids: torch.Tensor, mask: torch.Tensor, group_size: int, max_new_tokens: int, autocast=None):
         self.model, self.ctx, self.G = model, autocast or contextlib.nullcontext, group_size
-        cfg = model.config
+        cfg, m = model.config, model.model
         self.H = cfg.num_attention_heads
         self.K = getattr(cfg, "num_key_value_heads", None) or self.H
         self.D = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.H
-        self.scale = model.model.layers[0].self_attn.scaling
+        self.scale = m.layers[0].self_attn.scaling
         B, P = ids.shape
         N = B * group_size
-        logits, cache, positions = prefill(model, ids, mask, autocast)
-        self.first_logits = logits.repeat_interleave(group_size, dim=0)  # (N, V)
-        # prompt cache, once per prompt: (B, K, P, D) keys and values
-        self.prompt_k = [layer.keys for layer in cache.layers]
-        self.prompt_v = [layer.values for layer in cache.layers]
+        # every linear map of the model, the ones sharing an input fused, packed for N rows (a copy, for this call)
+        pack = autocast is None
+        self.qkv = [Linear.of(l.self_attn.q_proj, l.self_attn.k_proj, l.self_attn.v_proj, rows=N, pack=pack)
+                    for l in m.layers]
+        self.out = [Linear.of(l.self_attn.o_proj, rows=N, pack=pack) for l in m.layers]
+        self.gate_up = [Linear.of(l.mlp.gate_proj, l.mlp.up_proj, rows=N, pack=pack) for l in m.layers]
+        self.down = [Linear.of(l.mlp.down_proj, rows=N, pack=pack) for l in m.layers]
+        self.head = Linear.of(model.lm_head, rows=N, pack=pack)
+        # prefill: causal attention over the real prompt tokens; a padding query sees itself only (no empty softmax)
+        valid = mask.bool()  # (B, P)
+        causal = torch.ones((P, P), dtype=torch.bool, device=ids.device).tril()
+        prefill_mask = (causal & valid[:, None, None, :]) | torch.eye(P, dtype=torch.bool, device=ids.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, P)
+        # per layer: (B, K, D, P) keys, stored transposed, and (B, K, P, D) values; filled chunk by chunk
+        self.prompt_k, self.prompt_v = [[] for _ in m.layers], [[] for _ in m.layers]
+        last = []
+        chunk = max(1, self.PREFILL_TOKENS // P)  # prompts at a time
+        for rows in (slice(c, c + chunk) for c in range(0, B, chunk)):
+            self.prefill_mask = prefill_mask[rows]
+            last.append(self.layers(ids[rows], positions[rows], self.prefill_attend)[:, -1])  # (b, hidden)
+        self.prompt_k, self.prompt_v = [torch.cat(x) for x in self.prompt_k], [torch.cat(x) for x in self.prompt_v]
+        with self.ctx():
+            self.first_logits = self.head(rms_norm(torch.cat(last), m.norm)).repeat_interleave(group_size, dim=0)  # (N, V)
         dtype = self.prompt_v[0].dtype
         # additive padding mask over the prompt keys (B, 1, 1, P)
         self.prompt_bias = torch.zeros((B, 1, 1, P), dtype=dtype, device=ids.device).masked_fill(
-            ~mask.bool()[:, None, None, :], float("-inf"))
+            ~valid[:, None, None, :], float("-inf"))
         # generated cache, once per row, written in place: (N, K, T, D) keys and values
         shape = (N, self.K, max_new_tokens, self.D)
-        self.gen_k = [torch.zeros(shape, dtype=dtype, device=ids.device) for _ in cache.layers]
-        self.gen_v = [torch.zeros(shape, dtype=dtype, device=ids.device) for _ in cache.layers]
+        self.gen_k = [torch.zeros(shape, dtype=dtype, device=ids.device) for _ in m.layers]
+        self.gen_v = [torch.zeros(shape, dtype=dtype, device=ids.device) for _ in m.layers]
         self.rows = torch.arange(N, device=ids.device)  # (n,) each live row's slot among the B*G
         self.next_pos = positions[:, -1].repeat_interleave(group_size) + 1  # (n,)
         self.t = 0
-        # the projections that share an input, as one matrix each (a copy of those weights, for this call)
-        self.qkv = [fuse(l.self_attn.q_proj, l.self_attn.k_proj, l.self_attn.v_proj) for l in model.model.layers]
-        self.gate_up = [fuse(l.mlp.gate_proj, l.mlp.up_proj) for l in model.model.layers]
 
-    def attend(self, i: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Layer i attention for one new token per live row; q (n, H, 1, D), k and v (n, K, 1, D) -> (n, H*D)."""
+    def layers(self, tok: torch.Tensor, pos: torch.Tensor, attend) -> torch.Tensor:
+        """Run (n, L) tokens at positions (n, L) through every layer; `attend(i, q, k, v)` is layer i's attention."""
+        m = self.model.model
+        (n, L), H, K, D = tok.shape, self.H, self.K, self.D
+        with self.ctx():
+            h = m.embed_tokens(tok)  # (n, L, hidden)
+            cos, sin = (x[:, :, None, :] for x in m.rotary_emb(h, pos))  # (n, L, 1, D)
+            for i, layer in enumerate(m.layers):
+                att = layer.self_attn
+                qkv = self.qkv[i](rms_norm(h, layer.input_layernorm))  # (n, L, (H+2K)*D)
+                qk = qkv[..., : (H + K) * D].view(n, L, H + K, D)
+                if hasattr(att, "q_norm"):  # Qwen3 normalises each head before the rotation
+                    qk = torch.cat([att.q_norm(qk[:, :, :H]), att.k_norm(qk[:, :, H:])], dim=2)
+                qk = rotate(qk, cos, sin).transpose(1, 2)  # (n, H+K, L, D) queries and keys in one go
+                v = qkv[..., (H + K) * D:].view(n, L, K, D).transpose(1, 2)  # (n, K, L, D)
+                h = h + self.out[i](attend(i, qk[:, :H], qk[:, H:], v))
+                gate, up = self.gate_up[i](rms_norm(h, layer.post_attention_layernorm)).chunk(2, dim=-1)
+                h = h + self.down[i](layer.mlp.act_fn(gate) * up)
+        return h
+
+    def prefill_attend(self, i: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Layer i attention over the prompts; q (B, H, P, D), k and v (B, K, P, D) -> (B, P, H*D). Keeps k and v."""
+        self.prompt_k[i].append(k.transpose(-1, -2).contiguous())
+        self.prompt_v[i].append(v.contiguous())
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=self.prefill_mask, scale=self.scale,
+                                           enable_gqa=self.K != self.H)  # (B, H, P, D)
+        return o.transpose(1, 2).flatten(2)
+
+    def decode_attend(self, i: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Layer i attention for one new token per live row; q (n, H, 1, D), k and v (n, K, 1, D) -> (n, 1, H*D)."""
         n, K, D, t = q.size(0), self.K, self.D, self.t
         rep = self.H // K
         self.gen_k[i][:n, :, t, :] = k[:, :, 0, :]
         self.gen_v[i][:n, :, t, :] = v[:, :, 0, :]
         q = q.reshape(n, K, rep, D) * self.scale  # (n, K, rep, D) query heads grouped by their key head
         # scores against the prompt: the samples of a group in one matmul with their prompt's keys
-        s_prompt = self.to_groups(q) @ self.prompt_k[i].transpose(-1, -2)  # (B, K, G*rep, P)
+        s_prompt = self.to_groups(q) @ self.prompt_k[i]  # (B, K, G*rep, P)
         s_prompt = self.to_rows(s_prompt + self.prompt_bias)  # (n, K, rep, P)
         # scores against the row's own generated tokens
         s_gen = q @ self.gen_k[i][:n, :, : t + 1, :].transpose(-1, -2)  # (n, K, rep, t+1)
@@ -148,7 +220,7 @@ class LlamaDecoder:
         p = torch.cat([s_prompt, s_gen], dim=-1).softmax(dim=-1)  # (n, K, rep, P+t+1)
         o = self.to_rows(self.to_groups(p[..., :P]) @ self.prompt_v[i])  # (n, K, rep, D)
         o = o + p[..., P:] @ self.gen_v[i][:n, :, : t + 1, :]
-        return o.reshape(n, self.H * D)
+        return o.reshape(n, 1, self.H * D)
 
     def to_groups(self, x: torch.Tensor) -> torch.Tensor:
         """Per-row (n, K, rep, X) -> per-prompt (B, K, G*rep, X); slots of finished rows hold zeros."""
@@ -168,26 +240,9 @@ class LlamaDecoder:
 
     def step(self, tok: torch.Tensor) -> torch.Tensor:
         """Feed one token per live row (n,); return the next-token logits (n, V)."""
-        m = self.model.model
-        n, H, K, D = tok.size(0), self.H, self.K, self.D
+        h = self.layers(tok[:, None], self.next_pos[:, None], self.decode_attend)  # (n, 1, hidden)
         with self.ctx():
-            h = m.embed_tokens(tok)  # (n, hidden)
-            cos, sin = m.rotary_emb(h, self.next_pos[:, None])  # (n, 1, D)
-            for i, layer in enumerate(m.layers):
-                att = layer.self_attn
-                qkv = F.linear(rms_norm(h, layer.input_layernorm), *self.qkv[i])  # (n, (H+2K)*D)
-                if hasattr(att, "q_norm"):  # Qwen3 normalises each head before the rotation
-                    qk = torch.cat([att.q_norm(qkv[:, : H * D].view(n, H, D)),
-                                    att.k_norm(qkv[:, H * D: (H + K) * D].view(n, K, D))], dim=1)
-                else:
-                    qk = qkv[:, : (H + K) * D].view(n, H + K, D)
-                qk = rotate(qk, cos, sin)  # (n, H+K, D) queries and keys in one go
-                q, k = qk[:, :H, None, :], qk[:, H:, None, :]  # (n, H, 1, D), (n, K, 1, D)
-                v = qkv[:, (H + K) * D:].view(n, K, 1, D)
-                h = h + att.o_proj(self.attend(i, q, k, v))
-                gate, up = F.linear(rms_norm(h, layer.post_attention_layernorm), *self.gate_up[i]).chunk(2, dim=-1)
-                h = h + layer.mlp.down_proj(layer.mlp.act_fn(gate) * up)
-            logits = self.model.lm_head(rms_norm(h, m.norm))  # (n, V)
+            logits = self.head(rms_norm(h[:, 0], self.model.model.norm))  # (n, V)
         self.t += 1
         self.next_pos = self.next_pos + 1
         return logits
