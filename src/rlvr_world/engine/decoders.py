@@ -1,26 +1,27 @@
-"""One-token decode steps for the sampler: a generic one for any Hugging Face causal LM, and a fast one for Llama-style models.
+"""Prefill and decode for the sampler: a generic decoder for any Hugging Face causal LM, and a fast one for Llama-style models.
 
 Axes: B prompts, G samples per prompt, n live rows (at most B*G), P prompt
 length (left padded), t tokens generated so far, H query heads, K key/value
 heads, D head dim, V vocabulary.
 
-Both decoders prefill the B prompts once with the model's own forward pass and
-then advance every live row by one token per `step`; `keep` drops finished rows.
+`HFDecoder` prefills the B prompts with the model's own forward pass and
+drives it with a growing `DynamicCache`: it works for every causal LM.
+`LlamaDecoder` runs the model itself, prefill and decode, on the model's own
+modules and weights (norms, rotary embedding, projections), for the Llama /
+Qwen2 / Qwen3 / Mistral layout. Both advance every live row by one token per
+`step`; `keep` drops finished rows. What the Llama decoder does differently
+(against the generic one: `bench/speed.py`, results/bench.json):
 
-`HFDecoder` drives the model's forward with a growing `DynamicCache`: it works
-for every causal LM. `LlamaDecoder` runs the decode step itself on the model's
-own modules (norms, projections, rotary embedding, MLP), for the Llama / Qwen2 /
-Qwen3 / Mistral layout. What it does differently (the whole decoder against
-the generic one: `bench/speed.py`, results/bench.json):
-
+* every linear map runs through oneDNN on a weight packed once per `sample`
+  call (`kernels.PackedLinear`), the maps sharing an input (q/k/v, gate/up)
+  fused into one;
+* the prompts are prefilled a few at a time (`PREFILL_TOKENS`), so a chunk's
+  activations stay in cache instead of faulting in fresh pages;
 * the prompt's keys and values are stored once per prompt, not once per sample:
   the G samples of a group read them together, as a (G·H/K)-query matmul, so a
   step reads the prompt cache B times instead of B*G times;
 * the generated keys and values live in buffers allocated once, so no step
-  copies the cache to append one token, and attention reads only the filled part;
-* fewer, larger ops per layer: q/k/v and gate/up each as one matmul (their
-  weights concatenated once per `sample` call), queries and keys rotated
-  together, RMSNorm as torch's fused op.
+  copies the cache to append one token, and attention reads only the filled part.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import contextlib
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
+
+from .kernels import PackedLinear
 
 FAST_MODEL_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
 
@@ -71,39 +74,6 @@ class HFDecoder:
         self.mask, self.next_pos = self.mask[live], self.next_pos[live]
 
 
-class Linear:
-    """x -> x Wᵀ + b, with the weight packed once into oneDNN's blocked layout where that kernel applies.
-
-    PyTorch sends fp32 matrix products on the CPU to MKL, which on this
-    project's AMD EPYC machines runs the skinny products of a decode step at
-    well under half the speed of oneDNN's kernel on a prepacked weight
-    (`bench/linear.py`, results/bench-linear.json). The packing is a copy of the
-    weight made once per `sample` call, so it always sees the current weights.
-    Off the CPU, for weights that are not fp32, under autocast, or in a build
-    without oneDNN, it is plain `F.linear`.
-    """
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, rows: int, pack: bool = True):
-        self.weight, self.bias, self.packed = weight, bias, None
-        if pack and weight.device.type == "cpu" and weight.dtype == torch.float32 and torch.backends.mkldnn.is_available():
-            try:
-                self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), batch_size=rows)
-            except (AttributeError, RuntimeError):  # a PyTorch without the op: stay on F.linear
-                self.packed = None
-
-    @classmethod
-    def of(cls, *modules, rows: int, pack: bool = True) -> "Linear":
-        """One linear map computing several `nn.Linear`s that share their input, side by side."""
-        bias = None if modules[0].bias is None else torch.cat([m.bias for m in modules])
-        weight = modules[0].weight if len(modules) == 1 else torch.cat([m.weight for m in modules])
-        return cls(weight, bias, rows, pack)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.packed is None:
-            return F.linear(x, self.weight, self.bias)
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
-
-
 def rms_norm(x: torch.Tensor, norm) -> torch.Tensor:
     """A Llama-style RMSNorm module's function as one fused op."""
     return F.rms_norm(x, norm.weight.shape, norm.weight, norm.variance_epsilon)
@@ -143,12 +113,12 @@ class LlamaDecoder:
         N = B * group_size
         # every linear map of the model, the ones sharing an input fused, packed for N rows (a copy, for this call)
         pack = autocast is None
-        self.qkv = [Linear.of(l.self_attn.q_proj, l.self_attn.k_proj, l.self_attn.v_proj, rows=N, pack=pack)
-                    for l in m.layers]
-        self.out = [Linear.of(l.self_attn.o_proj, rows=N, pack=pack) for l in m.layers]
-        self.gate_up = [Linear.of(l.mlp.gate_proj, l.mlp.up_proj, rows=N, pack=pack) for l in m.layers]
-        self.down = [Linear.of(l.mlp.down_proj, rows=N, pack=pack) for l in m.layers]
-        self.head = Linear.of(model.lm_head, rows=N, pack=pack)
+        self.qkv = [PackedLinear.of(l.self_attn.q_proj, l.self_attn.k_proj, l.self_attn.v_proj, rows=N,
+                                    pack_weight=pack) for l in m.layers]
+        self.out = [PackedLinear.of(l.self_attn.o_proj, rows=N, pack_weight=pack) for l in m.layers]
+        self.gate_up = [PackedLinear.of(l.mlp.gate_proj, l.mlp.up_proj, rows=N, pack_weight=pack) for l in m.layers]
+        self.down = [PackedLinear.of(l.mlp.down_proj, rows=N, pack_weight=pack) for l in m.layers]
+        self.head = PackedLinear.of(model.lm_head, rows=N, pack_weight=pack)
         # prefill: causal attention over the real prompt tokens; a padding query sees itself only (no empty softmax)
         valid = mask.bool()  # (B, P)
         causal = torch.ones((P, P), dtype=torch.bool, device=ids.device).tril()

@@ -1,6 +1,7 @@
 """Causal LMs: small Llama-style models built from a config, or a local Hugging Face directory.
 
-Nothing is ever downloaded: `load` reads a local directory only.
+Nothing is ever downloaded: `load` reads a local directory only. Both return
+the model with its linear maps on oneDNN where that applies (`kernels.accelerate`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+from .kernels import accelerate
 
 
 @dataclass
@@ -45,7 +48,7 @@ def build(cfg: ModelConfig, vocab_size: int, *, pad_id: int, bos_id: int, eos_id
         eos_token_id=eos_id,
         attn_implementation="sdpa",
     )
-    return LlamaForCausalLM(config)
+    return accelerate(LlamaForCausalLM(config))
 
 
 def load(path: str | os.PathLike) -> torch.nn.Module:
@@ -54,9 +57,10 @@ def load(path: str | os.PathLike) -> torch.nn.Module:
     if not (p / "config.json").is_file():
         raise ModelError(f"{p} is not a model directory (no config.json)")
     try:
-        return AutoModelForCausalLM.from_pretrained(p, local_files_only=True, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(p, local_files_only=True, dtype=torch.float32)
     except Exception as e:  # a corrupt or foreign directory
         raise ModelError(f"cannot load a causal LM from {p}: {type(e).__name__}: {str(e).splitlines()[0]}") from e
+    return accelerate(model)
 
 
 def check_vocab(model: torch.nn.Module, vocab_size: int, where: str = "") -> None:

@@ -1,0 +1,109 @@
+"""fp32 linear maps on the CPU through oneDNN instead of MKL.
+
+PyTorch sends an fp32 matrix product on the CPU to MKL. On this project's
+machines (AMD EPYC, AVX-512) MKL reaches ~180 GFLOP/s on a large square product
+and less on the skinny ones of a small transformer, while oneDNN's kernel on a
+weight packed into its blocked layout reaches ~430 (`bench/linear.py`,
+results/bench-linear.json). Two users of that kernel:
+
+* `PackedLinear`: a weight packed once and used for many products, as in a
+  decode step (the sampler packs the model's weights once per `sample` call);
+* `accelerate(model)`: every `nn.Linear` of a model computes its forward pass
+  and its input gradient with oneDNN (the weight packed on each call, so it
+  always sees the current weights); the weight gradient stays with MKL, which
+  is the faster of the two for that reduction over all tokens.
+
+Off the CPU, for tensors that are not fp32, under autocast, or in a PyTorch
+built without oneDNN, everything falls back to `F.linear`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _has_onednn() -> bool:
+    try:
+        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+ONEDNN = _has_onednn()
+
+
+def applies(*tensors: torch.Tensor) -> bool:
+    """True when oneDNN can compute with these tensors exactly as F.linear would: fp32 on the CPU, no autocast."""
+    return ONEDNN and not torch.is_autocast_enabled("cpu") and all(
+        t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+
+
+def pack(weight: torch.Tensor, rows: int) -> torch.Tensor:
+    """An (out, in) weight reordered for oneDNN, tuned for products with about `rows` input rows."""
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), batch_size=max(1, rows))
+
+
+def packed_linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x Wᵀ + b for (..., in) x and a `pack`ed W."""
+    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), packed, bias, "none", [], "")
+
+
+class PackedLinear:
+    """x -> x Wᵀ + b with W packed once, for inference; `F.linear` where oneDNN does not apply."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, rows: int, pack_weight: bool = True):
+        self.weight, self.bias = weight, bias
+        self.packed = pack(weight, rows) if pack_weight and applies(weight) else None
+
+    @classmethod
+    def of(cls, *modules, rows: int, pack_weight: bool = True) -> "PackedLinear":
+        """One linear map computing several `nn.Linear`s that share their input, side by side."""
+        bias = None if modules[0].bias is None else torch.cat([m.bias for m in modules])
+        weight = modules[0].weight if len(modules) == 1 else torch.cat([m.weight for m in modules])
+        return cls(weight, bias, rows, pack_weight)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packed is None:
+            return F.linear(x, self.weight, self.bias)
+        return packed_linear(x, self.packed, self.bias)
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """y = x Wᵀ + b: forward and input gradient with oneDNN, weight and bias gradients with torch."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return packed_linear(x, pack(weight, x.numel() // x.size(-1)), bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        g = grad.reshape(-1, grad.size(-1))  # (rows, out)
+        dx = dw = db = None
+        if ctx.needs_input_grad[0]:
+            dx = packed_linear(grad, pack(weight.t().contiguous(), g.size(0)), None)  # (..., in)
+        if ctx.needs_input_grad[1]:
+            dw = g.t() @ x.reshape(-1, x.size(-1))  # (out, in)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            db = g.sum(0)
+        return dx, dw, db
+
+
+class OneDNNLinear(torch.nn.Linear):
+    """An `nn.Linear` (same parameters, same state dict) whose products go through oneDNN where it applies."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if applies(x, self.weight):
+            return _OneDNNLinear.apply(x, self.weight, self.bias)
+        return super().forward(x)
+
+
+def accelerate(model: torch.nn.Module) -> torch.nn.Module:
+    """Turn every plain `nn.Linear` of `model` into a `OneDNNLinear`, in place; parameters are untouched."""
+    for module in model.modules():
+        if type(module) is torch.nn.Linear:
+            module.__class__ = OneDNNLinear  # adds no state: only `forward` differs
+    return model

@@ -1,0 +1,52 @@
+"""oneDNN linear maps against torch's own, values and gradients."""
+
+import pytest
+import torch
+
+from rlvr_world.engine import kernels
+
+pytestmark = pytest.mark.skipif(not kernels.ONEDNN, reason="this PyTorch has no oneDNN")
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_onednn_linear_matches_nn_linear_in_value_and_gradient(bias):
+    torch.manual_seed(0)
+    plain = torch.nn.Linear(24, 40, bias=bias)
+    fast = kernels.accelerate(torch.nn.Sequential(torch.nn.Linear(24, 40, bias=bias)))[0]
+    fast.load_state_dict(plain.state_dict())
+    assert type(fast) is kernels.OneDNNLinear and set(fast.state_dict()) == set(plain.state_dict())
+    x = torch.randn(3, 7, 24)  # leading batch dims, as in a transformer
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = plain(xa), fast(xb)
+    assert torch.allclose(ya, yb, atol=1e-5)
+    g = torch.randn_like(ya)
+    ya.backward(g)
+    yb.backward(g)
+    assert torch.allclose(xa.grad, xb.grad, atol=1e-5)
+    assert torch.allclose(plain.weight.grad, fast.weight.grad, atol=1e-4)
+    if bias:
+        assert torch.allclose(plain.bias.grad, fast.bias.grad, atol=1e-5)
+
+
+def test_onednn_linear_falls_back_where_it_does_not_apply():
+    torch.manual_seed(0)
+    layer = kernels.accelerate(torch.nn.Sequential(torch.nn.Linear(8, 4)))[0]
+    x = torch.randn(5, 8)
+    assert kernels.applies(x, layer.weight)
+    assert not kernels.applies(x.double(), layer.weight.double())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not kernels.applies(x, layer.weight)
+        assert layer(x).dtype == torch.bfloat16  # autocast's own F.linear ran
+    assert torch.allclose(layer.double()(x.double()), torch.nn.functional.linear(x.double(), layer.weight, layer.bias))
+
+
+def test_packed_linear_fuses_maps_sharing_an_input():
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(16, 8), torch.nn.Linear(16, 12)
+    x = torch.randn(4, 16)
+    fused = kernels.PackedLinear.of(a, b, rows=4)
+    assert fused.packed is not None
+    with torch.no_grad():
+        assert torch.allclose(fused(x), torch.cat([a(x), b(x)], dim=-1), atol=1e-5)
+        plain = kernels.PackedLinear.of(a, rows=4, pack_weight=False)
+        assert plain.packed is None and torch.allclose(plain(x), a(x))
