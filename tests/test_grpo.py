@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from rlvr_world.engine.grpo import group_advantages, grpo_loss, kl_k3
@@ -95,3 +96,18 @@ def test_on_policy_gradient_is_advantage_weighted_logprob_gradient():
     loss, _ = grpo_loss(logp, logp.detach(), None, adv, mask, kl_coef=0.0)
     loss.backward()
     assert torch.allclose(logp.grad, torch.tensor([[-0.5, -0.5], [0.25, 0.25]]))
+
+
+def test_token_advantages_compare_positions_within_a_group():
+    from rlvr_world.engine.grpo import token_advantages
+
+    # one group of 3: position 0 agreed by all, position 1 won by row 0, position 2 reached by rows 0 and 1 only
+    r = torch.tensor([[0.5, 1.0, 0.2], [0.5, 0.0, 0.4], [0.5, 0.0, 9.0]])
+    mask = torch.tensor([[1.0, 1, 1], [1, 1, 1], [1, 1, 0]])
+    adv, m = token_advantages(r, mask, 3)
+    assert torch.allclose(adv[:, 0], torch.zeros(3))  # nobody differs: no credit
+    assert adv[0, 1] > 0 > adv[1, 1] and torch.isclose(adv[1, 1], adv[2, 1])
+    assert adv[1, 2] > 0 > adv[0, 2] and adv[2, 2] == 0  # the masked 9.0 is ignored
+    assert m["adv/contested_token_frac"] == pytest.approx(2 / 3)
+    # on one shared scale: the root mean square of the deviations over the group's scored tokens is 1
+    assert ((adv**2 * mask).sum() / mask.sum()).item() == pytest.approx(1.0, rel=1e-4)

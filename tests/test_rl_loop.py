@@ -110,3 +110,25 @@ def test_given_tokens_get_no_gradient_in_mle_or_rl():
     assert a[0].forced() == [-1, 9, -1, -1] and b[0].forced() is None
     mask = trained_mask([[7, 9, 7, 2], [7]], [[1, 0, 1, 1], [1, 0, 1, 1]], 5)
     assert mask.tolist() == [[1, 0, 1, 1, 0], [1, 0, 0, 0, 0]]
+
+
+class ToyTokenDomain(ToyDomain):
+    """The same reward, split over the tokens: 1 for each TARGET token, 0 for the others (their mean is the share)."""
+
+    def token_rewards(self, reward, ids, example):
+        return [float(i == TARGET) for i in ids]
+
+
+def test_token_credit_moves_the_reward_and_needs_a_domain_that_splits_it(tmp_path):
+    torch.set_num_threads(1)
+    model = toy_model()
+    train_rl(model, TOK, ToyTokenDomain(), EXAMPLES, cfg(credit="token"), tmp_path)
+    log = [r for r in rows(tmp_path / "metrics.jsonl") if "reward/mean" in r]
+    early = sum(r["reward/mean"] for r in log[:5]) / 5
+    late = sum(r["reward/mean"] for r in log[-5:]) / 5
+    assert late > early + 0.2, (early, late)
+    assert all(0 <= r["adv/contested_token_frac"] <= 1 for r in log)
+    with pytest.raises(ValueError, match="cannot split its reward"):
+        train_rl(toy_model(), TOK, ToyDomain(), EXAMPLES, cfg(credit="token"), tmp_path / "b")
+    with pytest.raises(ValueError, match="unknown credit"):
+        cfg(credit="pixel")

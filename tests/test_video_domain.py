@@ -131,3 +131,30 @@ def test_local_lpips_weights_add_the_metric_and_the_papers_reward(tok, tmp_path)
         VideoDomain(tok, VideoData()).score("mae_lpips", ex.target_ids, ex)
     with pytest.raises(FileNotFoundError):
         VideoDomain.check_data(VideoData(lpips=str(tmp_path / "missing.pth")))
+
+
+def test_token_rewards_split_the_reward_over_the_frame_codes(tok):
+    from rlvr_world.domains.video.metrics import patch_rewards, video_reward
+
+    dom = VideoDomain(tok, VideoData(context=2, horizon=3))
+    ex = [e for e in dom.episode_examples(episodes()) if e.group == "multi_step"][0]
+    rng = np.random.default_rng(0)
+    noisy = list(ex.target_ids)
+    for i in rng.choice(tok.tokens_per_frame, size=4, replace=False):  # change 4 codes of the first frame
+        noisy[i] = (noisy[i] + 1 + int(rng.integers(0, tok.codebook - 1))) % tok.codebook
+    per_token = dom.token_rewards("mae_ssim", noisy, ex)
+    L, A = tok.tokens_per_frame, tok.action_dims
+    assert len(per_token) == len(noisy)
+    assert all(per_token[k * (L + A) + L + a] == 0.0 for k in range(2) for a in range(A))  # given actions
+    frames = [per_token[k * (L + A): k * (L + A) + L] for k in range(3)]
+    value, _ = dom.score("mae_ssim", noisy, ex)
+    assert np.mean(frames) == pytest.approx(value, abs=1e-4)  # the tiles' mean is the reward
+    # tiles themselves: a perfect frame scores 0 everywhere, noise in one tile hurts that tile most
+    real = torch.as_tensor(ex.payload.frames[:1]).float() / 255
+    assert torch.allclose(patch_rewards(real, real, 4), torch.zeros(1, 16))
+    hurt = real.clone()
+    hurt[0, :16, 16:32] = 1 - hurt[0, :16, 16:32]  # tile (0, 1)
+    tiles = patch_rewards(hurt, real, 4)[0]
+    assert tiles.argmin().item() == 1 and tiles.mean().item() == pytest.approx(video_reward(hurt, real)[0], abs=1e-4)
+    with pytest.raises(ValueError):
+        dom.token_rewards("mae_lpips", noisy, ex)

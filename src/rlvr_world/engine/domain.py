@@ -44,6 +44,8 @@ class Domain(Protocol):
     eos_id: int  # ends every response
     pad_id: int  # fills padded positions
     # optional: `suppressed_ids`, ids the sampler never draws (given tokens are still written in)
+    # optional: `token_rewards(reward, response_ids, example) -> list[float]`, the reward split over the
+    # response's tokens (one value per token, their mean the reward), for `RLConfig.credit = "token"`
 
     @staticmethod
     def check_data(data: Any) -> None:

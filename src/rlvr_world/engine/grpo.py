@@ -7,7 +7,9 @@ group, (r - mean) / (std + 1e-6), with the unbiased std as in verl; the PPO
 clipped surrogate (eps 0.2); token-mean aggregation over every response token
 of the whole batch; a KL penalty to the frozen starting model added to the loss
 with the low-variance k3 estimator. Every knob is an explicit argument and
-every function returns its metrics with namespaced keys.
+every function returns its metrics with namespaced keys. Beyond the paper:
+`token_advantages`, credit per token from a reward the domain splits over
+the response's tokens (`RLConfig.credit = "token"`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,29 @@ def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6) 
     adv = (r - mean) / (std + eps)  # (B, G)
     flat = (r.max(dim=1).values == r.min(dim=1).values).float()  # (B,) groups with no signal
     return adv.view(-1), {"adv/flat_group_frac": flat.mean().item(), "adv/reward_std": std.mean().item()}
+
+
+def token_advantages(
+    token_rewards: torch.Tensor, mask: torch.Tensor, group_size: int, eps: float = 1e-6
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Per-token advantages (N, T) from per-token rewards (N, T), for responses whose positions line up in a group.
+
+    Each token is compared with the tokens at the same position in the other
+    responses of its group: d = r - (group mean at that position, over the
+    responses that reach it). The group's deviations share one scale, their
+    root mean square, so a position where every sample agrees carries ~0
+    advantage instead of amplified noise. Rows of `mask` are 1 on scored tokens.
+    """
+    N, T = token_rewards.shape
+    r = token_rewards.float().view(-1, group_size, T)  # (B, G, T)
+    m = mask.float().view(-1, group_size, T)  # (B, G, T)
+    mean = (r * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1)  # (B, 1, T)
+    d = (r - mean) * m  # (B, G, T)
+    scale = ((d**2).sum((1, 2), keepdim=True) / m.sum((1, 2), keepdim=True).clamp(min=1)).sqrt()  # (B, 1, 1)
+    adv = d / (scale + eps)  # (B, G, T)
+    contested = ((d.abs() > eps).any(1) & (m.sum(1) > 1)).float()  # (B, T) positions where the group differs
+    return adv.view(N, T), {"adv/token_reward_rms": scale.mean().item(),
+                            "adv/contested_token_frac": (contested.sum() / (m.amax(1).sum()).clamp(min=1)).item()}
 
 
 def masked_sum(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -42,9 +67,12 @@ def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
 def clipped_policy_loss(
     logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, clip_eps: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token PPO clipped surrogate loss (N, T) and where clipping was active (N, T)."""
+    """Per-token PPO clipped surrogate loss (N, T) and where clipping was active (N, T).
+
+    `advantages` is (N,), one per response, or (N, T), one per token.
+    """
     ratio = torch.exp(logp - old_logp)  # (N, T)
-    adv = advantages[:, None]  # (N, 1)
+    adv = advantages[:, None] if advantages.dim() == 1 else advantages  # (N, 1) or (N, T)
     unclipped = -adv * ratio
     clipped = -adv * ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps)
     return torch.maximum(unclipped, clipped), (clipped > unclipped).float()
@@ -63,7 +91,7 @@ def grpo_loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """GRPO loss with token-mean aggregation.
 
-    logp, old_logp, ref_logp, mask: (N, T); advantages: (N,). `num_tokens` is
+    logp, old_logp, ref_logp, mask: (N, T); advantages: (N,) or (N, T). `num_tokens` is
     the token count of the whole batch when this call sees one micro-batch of
     it, so that accumulating micro-batch gradients equals one full-batch step.
     """

@@ -9,8 +9,8 @@ results/bench-linear.json). Two users of that kernel:
 * `PackedLinear`: a weight packed once and used for many products, as in a
   decode step (the sampler packs the model's weights once per `sample` call);
 * `accelerate(model)`: every `nn.Linear` of a model computes its forward pass
-  and its input gradient with oneDNN (the weight packed on each call, so it
-  always sees the current weights); the weight gradient stays with MKL, which
+  and its input gradient with oneDNN (the packed weight is cached until the
+  weight changes: `packed_weight`); the weight gradient stays with MKL, which
   is the faster of the two for that reduction over all tokens.
 
 Off the CPU, for tensors that are not fp32, under autocast, or in a PyTorch
@@ -69,14 +69,30 @@ class PackedLinear:
         return packed_linear(x, self.packed, self.bias)
 
 
+def packed_weight(layer: torch.nn.Linear, transposed: bool = False) -> torch.Tensor:
+    """`layer`'s weight (or its transpose), packed, from a cache kept until the weight changes.
+
+    Any in-place change (an optimizer step, `load_state_dict`) bumps the
+    weight's version counter, and a replaced tensor has a new address; either
+    repacks. So inference packs once, training once per step.
+    """
+    w = layer.weight
+    key = (w._version, w.data_ptr(), transposed)
+    cache = layer.__dict__.setdefault("_onednn_packed", {})
+    if cache.get("key", {}).get(transposed) != key:
+        cache.setdefault("key", {})[transposed] = key
+        cache[transposed] = pack(w.t().contiguous() if transposed else w, 64)
+    return cache[transposed]
+
+
 class _OneDNNLinear(torch.autograd.Function):
     """y = x Wᵀ + b: forward and input gradient with oneDNN, weight and bias gradients with torch."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias):
+    def forward(ctx, x, weight, bias, layer):
         ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        return packed_linear(x, pack(weight, x.numel() // x.size(-1)), bias)
+        ctx.has_bias, ctx.layer = bias is not None, layer
+        return packed_linear(x, packed_weight(layer), bias)
 
     @staticmethod
     def backward(ctx, grad):
@@ -84,12 +100,12 @@ class _OneDNNLinear(torch.autograd.Function):
         g = grad.reshape(-1, grad.size(-1))  # (rows, out)
         dx = dw = db = None
         if ctx.needs_input_grad[0]:
-            dx = packed_linear(grad, pack(weight.t().contiguous(), g.size(0)), None)  # (..., in)
+            dx = packed_linear(grad, packed_weight(ctx.layer, transposed=True), None)  # (..., in)
         if ctx.needs_input_grad[1]:
             dw = g.t() @ x.reshape(-1, x.size(-1))  # (out, in)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             db = g.sum(0)
-        return dx, dw, db
+        return dx, dw, db, None
 
 
 class OneDNNLinear(torch.nn.Linear):
@@ -97,8 +113,13 @@ class OneDNNLinear(torch.nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if applies(x, self.weight):
-            return _OneDNNLinear.apply(x, self.weight, self.bias)
+            return _OneDNNLinear.apply(x, self.weight, self.bias, self)
         return super().forward(x)
+
+    def __getstate__(self):  # copies and pickles leave the packed-weight cache behind
+        state = super().__getstate__()
+        state.pop("_onednn_packed", None)
+        return state
 
 
 def accelerate(model: torch.nn.Module) -> torch.nn.Module:

@@ -28,7 +28,7 @@ from ..device import generator
 from ..progress import advance, bar
 from .checkpoint import GracefulStop, MetricLog, load_trainer_state, save_model
 from .domain import Domain, Example
-from .grpo import group_advantages, grpo_loss
+from .grpo import group_advantages, grpo_loss, token_advantages
 from .sampler import sample
 from .sequences import group_logprobs, micro_batches
 
@@ -53,6 +53,11 @@ class RLConfig:
     eval_every: int = 20  # steps between greedy evaluations on the eval subset (0: never)
     save_every: int = 20  # steps between checkpoints
     seed: int = 0  # prompt order and sampling
+    credit: str = "sequence"  # "sequence": an advantage per response (the paper); "token": per token (token_rewards)
+
+    def __post_init__(self):
+        if self.credit not in ("sequence", "token"):
+            raise ValueError(f"unknown credit {self.credit!r}; known: sequence, token")
 
 
 @dataclass
@@ -62,7 +67,7 @@ class Rollouts:
     prompts: list[list[int]]  # (N,) prompt ids, each prompt repeated G times
     responses: list[list[int]]  # (N,) response ids
     rewards: torch.Tensor  # (N,)
-    advantages: torch.Tensor  # (N,)
+    advantages: torch.Tensor  # (N,), or (N, T) with token credit
     parts: dict[str, float]  # mean reward components
     finished: torch.Tensor  # (N,) bool
     given: list[list[int] | None] | None = None  # (N,) per response, the `Example.loss_mask` (0: given, no loss)
@@ -102,10 +107,19 @@ def collect(policy, domain: Domain, examples: Sequence[Example], cfg: RLConfig, 
     scored = [domain.score(cfg.reward, r, examples[i // G]) for i, r in enumerate(responses)]
     rewards = torch.tensor([v for v, _ in scored])  # (N,)
     # ---- advantage -------------------------------------------------------
+    given = [e.loss_mask for e in examples for _ in range(G)] if any(e.loss_mask for e in examples) else None
     adv, adv_metrics = group_advantages(rewards, G)  # (N,)
+    if cfg.credit == "token":
+        per_token = [domain.token_rewards(cfg.reward, r, examples[i // G]) for i, r in enumerate(responses)]
+        T = max(1, max(map(len, responses)))
+        tok_r, tok_m = torch.zeros((len(responses), T)), torch.zeros((len(responses), T))  # (N, T)
+        for i, v in enumerate(per_token):
+            tok_r[i, : len(v)] = torch.as_tensor(v, dtype=torch.float)
+            tok_m[i, : len(v)] = 1.0
+        adv, tok_metrics = token_advantages(tok_r, tok_m * trained_mask(responses, given, T), G)  # (N, T)
+        adv_metrics.update(tok_metrics)
     parts = {**mean_parts([p for _, p in scored]), **adv_metrics}
     prompts = [e.prompt_ids for e in examples for _ in range(G)]
-    given = [e.loss_mask for e in examples for _ in range(G)] if any(e.loss_mask for e in examples) else None
     return Rollouts(prompts, responses, rewards, adv, parts, out.finished, given)
 
 
@@ -134,7 +148,8 @@ def update(policy, ref, opt, ro: Rollouts, cfg: RLConfig, pad_id: int, autocast)
         logp, entropy, mask = group_logprobs(policy, prompts, responses, pad_id, autocast=autocast, with_entropy=True)
         if ro.given is not None:
             mask = trained_mask(responses, ro.given[rows], mask.size(1)).to(mask.device)  # (n, T)
-        loss, m = grpo_loss(logp, logp.detach(), ref_logp, ro.advantages[rows].to(logp.device), mask,
+        adv = ro.advantages[rows] if ro.advantages.dim() == 1 else ro.advantages[rows, : mask.size(1)]  # (n,) / (n, T)
+        loss, m = grpo_loss(logp, logp.detach(), ref_logp, adv.to(logp.device), mask,
                             clip_eps=cfg.clip_eps, kl_coef=cfg.kl_coef, num_tokens=max(1, total_tokens))
         loss.backward()
         for k, v in m.items():
@@ -160,6 +175,8 @@ def train_rl(
     evaluate_fn: Callable[[torch.nn.Module], dict[str, float]] | None = None,
 ) -> torch.nn.Module:
     """GRPO from the policy's current weights, which also become the frozen KL reference."""
+    if cfg.credit == "token" and not hasattr(domain, "token_rewards"):
+        raise ValueError(f"the {domain.name} domain cannot split its reward over tokens: use credit 'sequence'")
     ref = copy.deepcopy(policy).eval().requires_grad_(False)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
     start = 0

@@ -47,7 +47,7 @@ from ...engine.domain import Example
 from .data import DataError, Episodes, VideoData, bridge, simulated
 from .layout import VideoTokenizer
 from .lpips import load_lpips
-from .metrics import video_reward
+from .metrics import WORST_REWARD, patch_rewards, video_reward
 
 __all__ = ["DataError", "VideoData", "VideoDomain", "VideoTokenizer"]
 
@@ -194,6 +194,31 @@ class VideoDomain:
         if not valid:
             parts["why"] = "a frame position held a non-visual token or the response ended early (clamped, filled)"
         return float(value), parts
+
+    def token_rewards(self, reward_name: str, response_ids: Sequence[int], example: Example) -> list[float]:
+        """The `mae_ssim` reward split over the response's tokens, for token credit (`RLConfig.credit`).
+
+        A frame code gets the reward of the tile of the frame it decodes to
+        (`metrics.patch_rewards`): the tokenizer's decoder is convolutional, so
+        a code shapes mostly its own tile. Action and end positions (given by
+        the data, outside the loss) get 0. Unusable responses give every token
+        `WORST_REWARD`. Never raises.
+        """
+        if reward_name != "mae_ssim":
+            raise ValueError(f"only the mae_ssim video reward splits over tokens, not {reward_name!r}")
+        t: Target = example.payload
+        F, L, A = len(t.frames), self.tokenizer.tokens_per_frame, self.tokenizer.action_dims
+        codes, _ = self.tokenizer.split_response(list(response_ids), F)  # (F, L)
+        try:
+            tiles = patch_rewards(self.tokenizer.decode_frames(codes), t.frames, self.tokenizer.frames.cfg.grid)
+        except (ValueError, RuntimeError):  # unusable frames score as a failure
+            return [WORST_REWARD] * len(response_ids)
+        out = [0.0] * len(response_ids)
+        for k in range(F):
+            for j in range(L):
+                if k * (L + A) + j < len(out):
+                    out[k * (L + A) + j] = float(tiles[k, j])
+        return out
 
     # ---- what a run reports --------------------------------------------------
     def finish(self, pipeline, test, mle_model, rl_model, mle_eval: dict, rl_eval: dict) -> dict:

@@ -103,3 +103,24 @@ def video_reward(pred: Any, real: Any, perceptual: str = "ssim", lpips: torch.nn
     parts: dict[str, Any] = {k: v.mean().item() for k, v in m.items()}
     parts["perceptual"] = 1.0 - parts["ssim"] if perceptual == "ssim" else parts["lpips"]
     return 0.0 - (parts["mae"] + parts["perceptual"]), parts  # 0.0 - x: no -0.0
+
+
+def patch_rewards(pred: Any, real: Any, grid: int) -> torch.Tensor:
+    """`video_reward` with 1 - SSIM, split over a grid × grid tiling of each frame: (F, grid*grid), row-major.
+
+    Each tile's value is -(its mean absolute error + its mean 1 - SSIM, from
+    SSIM's full-frame map), so the mean over a frame's tiles is that frame's
+    reward. Tile (y, x) is where the frame tokenizer's code y*grid + x sits.
+    Raises ValueError on mismatched shapes (callers score those as failures).
+    """
+    p, r = _frames(pred), _frames(real)
+    if p.dim() != 4 or p.shape != r.shape or p.shape[1] % grid or p.shape[2] % grid:
+        raise ValueError(f"pred and real must be (F, H, W, 3) tiled by {grid}x{grid}, got {tuple(p.shape)}, {tuple(r.shape)}")
+    p, r = p.permute(0, 3, 1, 2), r.permute(0, 3, 1, 2)  # (F, 3, H, W)
+    _, ssim_map = structural_similarity_index_measure(p, r, data_range=1.0, kernel_size=11, sigma=1.5,
+                                                      reduction="none", return_full_image=True)  # (F, 3, H, W)
+    same = (p == r).flatten(1).all(1)[:, None, None]  # (F, 1, 1) exact copies: SSIM 1, as in `frame_metrics`
+    ssim = torch.where(same, torch.ones_like(ssim_map[:, 0]), ssim_map.mean(1))  # (F, H, W)
+    distance = (p - r).abs().mean(1) + 1.0 - ssim  # (F, H, W)
+    tiles = torch.nn.functional.avg_pool2d(distance[:, None], (p.shape[2] // grid, p.shape[3] // grid))  # (F, 1, G, G)
+    return 0.0 - tiles.flatten(1)
