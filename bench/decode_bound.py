@@ -6,7 +6,8 @@ The same model, prompts and lengths as `bench/speed.py` (5.87M-parameter
 Llama, 16 distinct 512-token prompts, 256 new tokens, EOS disabled). Measured
 in one process: the machine's memory read bandwidth (best sum of a 256 MB tensor), our
 sampler's time split into prefill and decode, and `generate` with a static
-cache on the same work. Then the floor: every decode step must read each
+cache on the same work and model (whose linear maps run on oneDNN, as every
+model the engine builds). Then the floor: every decode step must read each
 row's fp32 keys and values and the weights at least once, so no fp32 decoder
 can take less than prefill + steps x bytes / bandwidth; that floor bounds the
 speed-up any implementation could show against `generate` here.
@@ -64,9 +65,9 @@ def main() -> None:
     def ours():
         sample(model, prompts, eos_id=-1, pad_id=0, max_new_tokens=args.new_tokens, generator=dev.generator(0))
 
-    def prefill():
+    def prefill():  # the sampler's own prefill: the decoder's set-up with room for one token
         with torch.no_grad():
-            decoders.prefill(model, ids, mask)
+            decoders.LlamaDecoder(model, ids, mask, 1, 1)
 
     def hf():
         with torch.no_grad():
