@@ -119,10 +119,11 @@ def preset(name: str) -> RunConfig:
             mle=MLEConfig(epochs=3.0 if full else 2.0, lr=2e-3, warmup_steps=20),
             # rollouts at temperature 0.6: at 1.0 a frame of 64 codes is mostly sampling noise, GRPO sharpened the
             # sampler and greedy predictions got worse (measured: PSNR -0.87 dB after 25 steps).
-            # Token credit (each code rewarded by its own tile of the decoded frame): from the `video` MLE model,
-            # 60 steps, two seeds, PSNR +0.055/+0.038 dB single-step, +0.038/+0.042 multi-step, MAE and SSIM better
-            # too (every Wilcoxon p <= 0.016); the paper's one advantage per frame sequence lost: -0.09 dB multi-step
-            # (30 steps at 0.6 in groups of 8), -0.003/-0.01 dB n.s. (80 steps at 0.3 in groups of 16)
+            # Token credit (each code rewarded by its own tile of the decoded frame), 60 steps: on one `video` MLE
+            # model, two seeds, PSNR +0.055/+0.038 dB single-step, +0.038/+0.042 multi-step, MAE and SSIM better too
+            # (every Wilcoxon p <= 0.016); on a freshly trained one -0.036/-0.033 dB; on video-full's -0.003/+0.024.
+            # The paper's one advantage per response did worse: -0.09 dB multi-step (30 steps at 0.6, groups of 8),
+            # -0.05 dB on video-full (40 steps at 0.3, groups of 16). README: the video domain.
             rl=RLConfig(reward="mae_ssim", credit="token", steps=60, prompts_per_step=8, group_size=8,
                         micro_batch_size=32, max_new_tokens=256, lr=5e-5, temperature=0.6, eval_every=10),
             max_new_tokens=256, curve_limit=48,

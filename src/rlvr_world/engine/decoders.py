@@ -133,7 +133,8 @@ class LlamaDecoder:
             last.append(self.layers(ids[rows], positions[rows], self.prefill_attend)[:, -1])  # (b, hidden)
         self.prompt_k, self.prompt_v = [torch.cat(x) for x in self.prompt_k], [torch.cat(x) for x in self.prompt_v]
         with self.ctx():
-            self.first_logits = self.head(rms_norm(torch.cat(last), m.norm)).repeat_interleave(group_size, dim=0)  # (N, V)
+            first = self.head(rms_norm(torch.cat(last), m.norm))  # (B, V)
+        self.first_logits = first.repeat_interleave(group_size, dim=0)  # (N, V)
         dtype = self.prompt_v[0].dtype
         # additive padding mask over the prompt keys (B, 1, 1, P)
         self.prompt_bias = torch.zeros((B, 1, 1, P), dtype=dtype, device=ids.device).masked_fill(

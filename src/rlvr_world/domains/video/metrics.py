@@ -115,7 +115,8 @@ def patch_rewards(pred: Any, real: Any, grid: int) -> torch.Tensor:
     """
     p, r = _frames(pred), _frames(real)
     if p.dim() != 4 or p.shape != r.shape or p.shape[1] % grid or p.shape[2] % grid:
-        raise ValueError(f"pred and real must be (F, H, W, 3) tiled by {grid}x{grid}, got {tuple(p.shape)}, {tuple(r.shape)}")
+        raise ValueError(f"pred and real must be (F, H, W, 3) tiled by {grid}x{grid}, "
+                         f"got {tuple(p.shape)} and {tuple(r.shape)}")
     p, r = p.permute(0, 3, 1, 2), r.permute(0, 3, 1, 2)  # (F, 3, H, W)
     _, ssim_map = structural_similarity_index_measure(p, r, data_range=1.0, kernel_size=11, sigma=1.5,
                                                       reduction="none", return_full_image=True)  # (F, 3, H, W)
