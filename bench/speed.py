@@ -96,16 +96,15 @@ def forward_flops(cfg, tokens: int, context: float) -> float:
 def matmul_peak(seconds: float = 3.0, n: int = 2048) -> dict:
     """Best fp32 GFLOP/s of an n x n matrix product on this machine, with the current threads, per kernel.
 
-    `torch.mm` goes to MKL; the engine's decoder uses oneDNN on a prepacked
-    weight (`decoders.Linear`), which on AMD CPUs is the faster of the two, so
+    `torch.mm` goes to MKL; the engine's linear maps use oneDNN on a prepacked
+    weight (`engine.kernels`), which on AMD CPUs is the faster of the two, so
     the machine's peak is the better of both.
     """
     a, b = torch.randn(n, n), torch.randn(n, n)
-    packed = torch.ops.mkldnn._reorder_linear_weight(b, batch_size=n)
-    kernels = {"mkl": lambda: a @ b,
-               "onednn": lambda: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], "")}
+    packed = kernels.pack(b, n)
+    products = {"mkl": lambda: a @ b, "onednn": lambda: kernels.packed_linear(a, packed, None)}
     best = {}
-    for name, fn in kernels.items():
+    for name, fn in products.items():
         best[name], end = 0.0, time.perf_counter() + seconds
         while time.perf_counter() < end:
             t0 = time.perf_counter()

@@ -1,10 +1,10 @@
 """fp32 linear maps on the CPU through oneDNN instead of MKL.
 
 PyTorch sends an fp32 matrix product on the CPU to MKL. On this project's
-machines (AMD EPYC, AVX-512, 2 threads) MKL reaches ~200 GFLOP/s on a 2048²
-product where oneDNN's kernel on a weight packed into its blocked layout
-reaches ~450-490 (`bench/speed.py`), and on the skinny products of a small
-transformer oneDNN is 1.3-2.8x faster (`bench/linear.py`,
+machines (AMD EPYC, AVX-512, 2 threads) MKL reached 183-221 GFLOP/s on a
+2048² product in three runs of `bench/speed.py`, where oneDNN's kernel on a
+weight packed into its blocked layout reached 435-490; on the skinny products
+of a small transformer oneDNN is 1.3-2.8x faster (`bench/linear.py`,
 results/bench-linear.json). Two users of that kernel:
 
 * `PackedLinear`: a weight packed once and used for many products, as in a
