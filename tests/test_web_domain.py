@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import gzip
+import re
 from pathlib import Path
 
 import pytest
 
 from rlvr_world.domains.web import WebData, WebDomain, prompt_text, target_text
-from rlvr_world.domains.web.acctree import Diff, format_diff
+from rlvr_world.domains.web.acctree import Diff, format_diff, parse
+from rlvr_world.domains.web.browser import Action
 from rlvr_world.domains.web.data import DataError, read, split
 from rlvr_world.text import train_bpe
 
+ID = re.compile(r"^\[(\d+)\]")
 SAMPLE = Path(__file__).parent / "fixtures" / "web" / "miniwob-sample.jsonl.gz"
 
 
@@ -73,8 +76,31 @@ def test_an_element_id_is_the_same_tokens_in_the_page_the_action_and_the_answer(
     ids = lambda text: tok.encode(text, add_special_tokens=False)  # noqa: E731
     assert ids("[645]") == ids("[") + ids("6") + ids("4") + ids("5") + ids("]")
     assert ids("click [645]")[-4:] == ids("\t[645] link '10'")[2:6] == ids("6") + ids("4") + ids("5") + ids("]")
-    merged = train_bpe(WebDomain.corpus(domain.data), 600)  # what the default BPE does to the same ids
+    browser_ids = WebData(dataset=str(SAMPLE), ids="browser")  # Chromium's ids: 4-5 digits, merged by a plain BPE
+    merged = train_bpe(WebDomain.corpus(browser_ids), 600)
     assert len(merged.encode("[645]", add_special_tokens=False)) < 5
+
+
+def test_dense_ids_rename_elements_one_for_one(records):
+    browser = read(SAMPLE, ids="browser")
+    assert [t.action for t in records] != [t.action for t in browser]
+    for dense, raw in zip(records, browser):
+        before, after = parse(dense.before), parse(dense.after)
+        names = {}  # browser id -> dense id, from the two trees line by line
+        for d, r in zip(before + after, parse(raw.before) + parse(raw.after)):
+            assert d.content == r.content and d.depth == r.depth
+            assert names.setdefault(r.id, d.id) == d.id
+        assert len(set(names.values())) == len(names)
+        assert [n.id for n in before] == [str(i) for i in range(1, len(before) + 1)]  # tree order (ids unique here)
+        # the action names the same element, and the difference is the same up to the names
+        assert Action.parse(dense.action).kind == Action.parse(raw.action).kind
+        if Action.parse(raw.action).node is not None:
+            assert str(Action.parse(dense.action).node) == names[str(Action.parse(raw.action).node)]
+        rename = lambda line: ID.sub(lambda m: f"[{names[m[1]]}]", line, count=1)  # noqa: E731
+        assert dense.diff == Diff(*[[rename(line) for line in section] for section in raw.diff.sections])
+    # elements that appear only after the action are numbered after every element of the page before it
+    news = [(t, line) for t in records for line in t.diff.new]
+    assert news and all(int(ID.match(line)[1]) > len(parse(t.before)) for t, line in news)
 
 
 def test_rl_examples_keep_every_changed_transition(domain):

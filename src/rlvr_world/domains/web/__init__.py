@@ -73,6 +73,8 @@ class WebDomain(TextDomain):
 
         if data.diff_rule not in ("aligned", "wma"):
             raise ValueError(f"unknown diff rule {data.diff_rule!r}; known: aligned, wma")
+        if data.ids not in webdata.IDS:
+            raise ValueError(f"unknown ids {data.ids!r}; known: {', '.join(webdata.IDS)}")
         for task in data.tasks:
             task_url(task)
         if data.dataset or data.path().is_file():
@@ -85,7 +87,7 @@ class WebDomain(TextDomain):
 
     @staticmethod
     def transitions(split: str, data: WebData) -> list[Transition]:
-        return webdata.split(webdata.read(data.path(), data.diff_rule), split, data.test_fraction)
+        return webdata.split(webdata.read(data.path(), data.diff_rule, data.ids), split, data.test_fraction)
 
     prompt_text = staticmethod(prompt_text)
     target_text = staticmethod(target_text)

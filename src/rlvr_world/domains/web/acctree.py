@@ -77,7 +77,7 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["Diff", "Node", "Rule", "SECTION_HEADERS", "diff", "format_diff", "parse", "parse_diff"]
+__all__ = ["Diff", "Node", "Rule", "SECTION_HEADERS", "diff", "format_diff", "parse", "parse_diff", "renumber"]
 
 Rule = Literal["wma", "aligned"]
 
@@ -88,6 +88,9 @@ EMPTY_SECTION = "None"
 _ELEMENT = re.compile(r"\[(\d+)\]\s*(\S+)\s*(.*)", re.S)
 # A name as Python writes a string literal: '...' or "...", escapes kept.
 _NAME = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*\"""", re.S)
+# The id of an element line (tabs first) and the element id of an action naming one.
+_ELEMENT_ID = re.compile(r"^(\t*)\[(\d+)\](?=\s*\S)")
+_ACTION_ID = re.compile(r"^(\s*(?:click|hover|type)\s*)\[(\d+)\]")
 # A section header, tolerating markdown decoration (**New items:**, ### ...).
 _HEADER = re.compile(r"^[\s#*_>-]*(new|deleted|updated)\s+items[*_]*\s*:[*_]*\s*(.*)$", re.I)
 # A line that reads as an element, once leading whitespace is dropped.
@@ -192,6 +195,29 @@ def diff(before: str, after: str, *, rule: Rule = "wma") -> Diff:
     if rule == "aligned":
         return _aligned_diff(parse(before), parse(after))
     raise ValueError(f"unknown rule {rule!r}; known: 'wma', 'aligned'")
+
+
+def renumber(before: str, after: str, action: str = "") -> tuple[str, str, str]:
+    """The two trees and the action with element ids renamed 1, 2, 3, ...
+
+    Ids are numbered in order of first appearance: the elements of ``before``
+    in tree order, then those that only ``after`` has. The renaming is one
+    id for one id across both trees, so the difference is the same up to the
+    names (``diff`` pairs by id first). Only an element line's leading
+    ``[id]`` and the action's first ``[id]`` (``click [12]``, ``type [12]
+    [text] [0]``) are renamed; ids written inside names or typed text stay.
+    An id the action names that neither tree has keeps its value.
+    """
+    ids: dict[str, str] = {}
+    for node in parse(before) + parse(after):
+        ids.setdefault(node.id, str(len(ids) + 1))
+
+    def tree(text: str) -> str:
+        return "\n".join(_ELEMENT_ID.sub(lambda m: f"{m[1]}[{ids.get(m[2], m[2])}]", line, count=1)
+                         for line in text.split("\n"))
+
+    act = _ACTION_ID.sub(lambda m: f"{m[1]}[{ids.get(m[2], m[2])}]", action, count=1)
+    return tree(before), tree(after), act
 
 
 def format_diff(d: Diff) -> str:

@@ -15,8 +15,11 @@ from functools import cached_property
 from pathlib import Path
 
 from ..cache import cache_file
-from .acctree import Diff, diff
+from .acctree import Diff, diff, renumber
 from .collect import TASKS, CollectConfig
+
+
+IDS = ("dense", "browser")
 
 
 class DataError(ValueError):
@@ -35,6 +38,7 @@ class WebData:
     dataset: str = ""  # a collected dataset file (default: collected once into $RLVR_WORLD_CACHE or ~/.cache/rlvr-world)
     test_fraction: float = 0.2  # share of episodes held out for testing
     diff_rule: str = "aligned"  # target difference: aligned (plain) or wma (the WMA-Agents annotation rule)
+    ids: str = "dense"  # element ids: dense (1, 2, ... per transition, `acctree.renumber`) or browser (as collected)
     max_prompt_tokens: int = 1536  # longer training prompts are skipped (test prompts never are)
     mle_unchanged_ratio: float = -1.0  # unchanged transitions kept per changing one for MLE (-1: all)
     rl_unchanged_ratio: float = 0.25  # unchanged transitions kept per changing one for RL (-1: all)
@@ -70,8 +74,15 @@ class Transition:
         return not self.diff.empty
 
 
-def read(path: str | Path, rule: str = "aligned") -> list[Transition]:
-    """Transitions from a collected dataset, or a one-line DataError."""
+def read(path: str | Path, rule: str = "aligned", ids: str = "dense") -> list[Transition]:
+    """Transitions from a collected dataset, or a one-line DataError.
+
+    ``ids="dense"`` renames each transition's element ids 1, 2, 3, ... in
+    order of first appearance (`acctree.renumber`); ``"browser"`` keeps
+    Chromium's DOM node ids.
+    """
+    if ids not in IDS:
+        raise ValueError(f"unknown ids {ids!r}; known: {', '.join(IDS)}")
     path = Path(path)
     if not path.is_file():
         raise DataError(f"web dataset not found: {path}")
@@ -81,8 +92,13 @@ def read(path: str | Path, rule: str = "aligned") -> list[Transition]:
             for lineno, line in enumerate(f, 1):
                 if line.strip():
                     r = json.loads(line)
-                    out.append(Transition(r["task"], int(r["episode"]), int(r["step"]), r["objective"], r["action"],
-                                          r["before"], r["after"], rule))
+                    before, after, action = r["before"], r["after"], r["action"]
+                    if not all(isinstance(x, str) for x in (before, after, action)):
+                        raise TypeError("before, after and action must be strings")
+                    if ids == "dense":
+                        before, after, action = renumber(before, after, action)
+                    out.append(Transition(r["task"], int(r["episode"]), int(r["step"]), r["objective"], action,
+                                          before, after, rule))
     except (OSError, EOFError, UnicodeDecodeError) as e:
         raise DataError(f"cannot read {path}: {e}") from e
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
