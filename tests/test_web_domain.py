@@ -125,5 +125,7 @@ def test_bad_data_is_a_one_line_error(tmp_path):
         WebDomain.check_data(WebData(dataset=str(wrong)))
     with pytest.raises(ValueError, match="diff rule"):
         WebDomain.check_data(WebData(diff_rule="fancy"))
+    with pytest.raises(ValueError, match="unknown ids"):
+        WebDomain.check_data(WebData(ids="sparse"))
     with pytest.raises(ValueError, match="unknown MiniWoB task"):
         WebDomain.check_data(WebData(tasks=["nope"]))
