@@ -2,7 +2,8 @@
 
 A dataset is a gzipped JSON-lines file written by `collect.collect`, one
 transition a line: {task, episode, step, objective, before, action, after}.
-The prediction target is the difference before -> after (`acctree.diff`).
+The prediction target is the difference before -> after (`acctree.diff`),
+computed after the ids are renamed when `WebData.ids` is "dense".
 """
 
 from __future__ import annotations
