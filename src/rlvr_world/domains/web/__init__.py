@@ -76,8 +76,7 @@ class WebDomain(TextDomain):
 
         if data.diff_rule not in ("aligned", "wma"):
             raise ValueError(f"unknown diff rule {data.diff_rule!r}; known: aligned, wma")
-        if data.ids not in webdata.IDS:
-            raise ValueError(f"unknown ids {data.ids!r}; known: {', '.join(webdata.IDS)}")
+        webdata.check_ids(data.ids)
         for task in data.tasks:
             task_url(task)
         if data.dataset or data.path().is_file():

@@ -23,6 +23,12 @@ from .collect import TASKS, CollectConfig
 IDS = ("dense", "browser")
 
 
+def check_ids(ids: str) -> None:
+    """A one-line ValueError for an unknown `WebData.ids`."""
+    if ids not in IDS:
+        raise ValueError(f"unknown ids {ids!r}; known: {', '.join(IDS)}")
+
+
 class DataError(ValueError):
     """A web dataset that is missing or cannot be read."""
 
@@ -82,8 +88,7 @@ def read(path: str | Path, rule: str = "aligned", ids: str = "dense") -> list[Tr
     order of first appearance (`acctree.renumber`); ``"browser"`` keeps
     Chromium's DOM node ids.
     """
-    if ids not in IDS:
-        raise ValueError(f"unknown ids {ids!r}; known: {', '.join(IDS)}")
+    check_ids(ids)
     path = Path(path)
     if not path.is_file():
         raise DataError(f"web dataset not found: {path}")
