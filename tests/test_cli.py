@@ -154,3 +154,37 @@ def test_model_whose_vocabulary_does_not_match_its_tokenizer(tiny_run, tmp_path)
     line = one_line_error(cli(*tiny(tmp_path / "r"), "--model.init-from", str(bad), cwd=tmp_path, check=False))
     assert "vocabulary" in line and not (tmp_path / "r").exists()
     one_line_error(cli("eval", "--model", str(tmp_path / "nothing"), cwd=tmp_path, check=False))
+
+
+def test_seeds_summarises_runs_that_differ_in_their_seed(tiny_run, tmp_path):
+    from scipy.stats import t as student
+
+    res = json.loads((tiny_run / "results.json").read_text())
+    paths = []
+    for i, gain in enumerate((1.0, 2.0, 6.0)):  # RLVR - MLE on `overall` in three made-up runs
+        r = json.loads(json.dumps(res))
+        r["rlvr"]["overall"] = r["mle"]["overall"] + gain
+        paths.append(tmp_path / f"s{i}.json")
+        paths[-1].write_text(json.dumps(r))
+    out = tmp_path / "sum" / "seeds.json"
+    p = cli("seeds", *map(str, paths), "--out", str(out), cwd=tmp_path)
+    s = json.loads(out.read_text())
+    c = s["tables"]["main"]["overall"]
+    assert c["delta"] == [1.0, 2.0, 6.0] and c["mean"] == 3.0 and c["n_up"] == 3
+    sd = ((4 + 1 + 9) / 2) ** 0.5
+    assert abs(c["sd"] - sd) < 1e-6
+    assert abs(c["t_test_p"] - 2 * student.sf(3.0 / (sd / 3 ** 0.5), df=2)) < 1e-9
+    assert s["same_mle"] and s["command"].startswith("rlvr-world seeds")
+    assert "| overall | +1 (" in p.stdout and "same MLE model" not in p.stdout and "from one MLE model" in p.stdout
+    assert out.with_suffix(".md").is_file() and out.with_suffix(".png").stat().st_size > 1000
+    r = json.loads(paths[0].read_text())
+    r["mle"]["overall"] += 0.5  # another MLE model: the spread is no longer the RL seed's alone
+    paths[0].write_text(json.dumps(r))
+    cli("seeds", *map(str, paths), "--out", str(out), cwd=tmp_path)
+    assert not json.loads(out.read_text())["same_mle"]
+    assert "at least two" in one_line_error(cli("seeds", str(paths[0]), cwd=tmp_path, check=False))
+    assert "no results file" in one_line_error(cli("seeds", str(paths[0]), "nope.json", cwd=tmp_path, check=False))
+    (tmp_path / "junk.json").write_text("[1, 2]")
+    assert "not a results file" in one_line_error(cli("seeds", str(paths[0]), str(tmp_path / "junk.json"),
+                                                      "--out", str(tmp_path / "x.json"), cwd=tmp_path, check=False))
+    assert not (tmp_path / "x.json").exists()

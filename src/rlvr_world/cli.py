@@ -2,6 +2,7 @@
 
     rlvr-world run [--preset default|full|web] [--rl.steps 50 ...]   the whole pipeline
     rlvr-world eval --model DIR [--limit N]                       greedy evaluation of a saved model
+    rlvr-world seeds A.json B.json ... [--out F.json]             is the gain larger than the seed spread?
 
 Every error a user can cause ends in one line on stderr and exit status 2.
 """
@@ -48,6 +49,10 @@ def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     add_options(run, preset(name if name in PRESETS else "default"))
     ev = sub.add_parser("eval", help="greedy evaluation of a saved model")
     add_options(ev, EvalConfig())
+    se = sub.add_parser("seeds", help="RLVR - MLE over runs that differ in their seed: mean, SD, t-test")
+    se.add_argument("results", nargs="+", help="results JSON files written by `rlvr-world run`")
+    se.add_argument("--out", default="", help="also write the summary to this JSON file (a .md table and a .png "
+                                              "plot go beside it)")
     return p
 
 
@@ -92,6 +97,16 @@ def cmd_eval(args: argparse.Namespace) -> None:
         save_json(Path(cfg.out), {**r.summary(), "model": cfg.model, "records": r.records})
 
 
+def cmd_seeds(args: argparse.Namespace) -> None:
+    from . import seeds
+    from .pipeline import command_line
+
+    s = seeds.summarise(args.results, command_line())
+    if args.out:
+        seeds.write(s, Path(args.out))
+    print(seeds.markdown(s))
+
+
 def main(argv: list[str] | None = None) -> int:
     quiet_hf()
     args = parser(argv).parse_args(argv)
@@ -100,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     from .engine.models import ModelError
 
     try:
-        {"run": cmd_run, "eval": cmd_eval}[args.command](args)
+        {"run": cmd_run, "eval": cmd_eval, "seeds": cmd_seeds}[args.command](args)
     except (DataError, ModelError, BrowserError, ValueError, FileNotFoundError) as e:
         sys.stderr.write(f"rlvr-world: error: {e}\n")
         return 2
