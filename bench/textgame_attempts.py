@@ -36,8 +36,8 @@ def measure(records: list[dict], test: list) -> dict:
     wrong = [(reward.task_specific(r["response"], test[r["index"]])[0], no_change[r["index"]])
              for r in attempts if not r["value"]]
     unparseable = sum(reward.parse_diff(r["response"])[0] is None for r in changed)
-    return {"changed": len(changed), "unparseable": unparseable, "attempted": len(attempts), "attempted_right": sum(int(r["value"]) for r in attempts),
-            "right": sum(int(r["value"]) for r in changed),
+    return {"changed": len(changed), "unparseable": unparseable, "attempted": len(attempts),
+            "attempted_right": sum(int(r["value"]) for r in attempts), "right": sum(int(r["value"]) for r in changed),
             "no_change_reward_mean": round(statistics.fmean(no_change.values()), 4),
             "wrong_attempts": len(wrong),
             "wrong_attempt_reward_mean": round(statistics.fmean(w for w, _ in wrong), 4) if wrong else None,
