@@ -24,18 +24,14 @@ from rlvr_world.domains.textgame import TextGameData, TextGameDomain, reward
 NO_CHANGE = json.dumps({"modified": [], "removed": [], "score": {}})
 
 
-def attempts_change(response: str) -> bool:
-    diff, _ = reward.parse_diff(response)
-    return diff is not None and bool(diff.get("modified") or diff.get("removed"))
-
-
 def measure(records: list[dict], test: list) -> dict:
     changed = [r for r in records if r["group"] == "changed"]
     no_change = {r["index"]: reward.task_specific(NO_CHANGE, test[r["index"]])[0] for r in changed}
-    attempts = [r for r in changed if attempts_change(r["response"])]
+    diffs = [reward.parse_diff(r["response"])[0] for r in changed]
+    unparseable = sum(d is None for d in diffs)
+    attempts = [r for r, d in zip(changed, diffs) if d is not None and (d.get("modified") or d.get("removed"))]
     wrong = [(reward.task_specific(r["response"], test[r["index"]])[0], no_change[r["index"]])
              for r in attempts if not r["value"]]
-    unparseable = sum(reward.parse_diff(r["response"])[0] is None for r in changed)
     return {"changed": len(changed), "unparseable": unparseable, "attempted": len(attempts),
             "attempted_right": sum(int(r["value"]) for r in attempts), "right": sum(int(r["value"]) for r in changed),
             "no_change_reward_mean": round(statistics.fmean(no_change.values()), 4),

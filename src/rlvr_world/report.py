@@ -62,6 +62,11 @@ def build(cfg, *, command: str, timings: dict[str, float], params: int, mle: dic
     }
 
 
+def significance_key(res: dict, column: str) -> str:
+    """Where `res["significance"]` holds the paired test of a column: the metric's column is tested as "overall"."""
+    return "overall" if column == res.get("metric_column") else column
+
+
 def markdown(res: dict) -> str:
     domain_cls = domains.get(res["domain"])[0]
     if hasattr(domain_cls, "markdown"):  # a domain whose results are not one table of groups
@@ -71,7 +76,7 @@ def markdown(res: dict) -> str:
     for name, key in (("MLE", "mle"), (f"RLVR ({res['reward']} reward)", "rlvr")):
         rows.append(f"| {name} | " + " | ".join(str(res[key].get(c, "-")) for c in cols) + " |")
     sig = res["significance"]
-    tested = {c: "overall" if c == res["metric_column"] else c for c in cols}  # the metric's column is "overall"
+    tested = {c: significance_key(res, c) for c in cols}
     rows.append("| RLVR - MLE (points) | " + " | ".join(
         f"{sig[tested[c]]['delta']} (p={sig[tested[c]]['p']:.2g})" if sig.get(tested[c]) else "" for c in cols) + " |")
     for name, ref in res["reference"].items():

@@ -22,6 +22,7 @@ import numpy as np
 from scipy.stats import ttest_1samp
 
 from .engine.checkpoint import save_json
+from .report import significance_key
 
 
 def load(path: str | Path) -> dict:
@@ -43,11 +44,6 @@ def tables(res: dict) -> dict[str, dict]:
     out.update({k: v for k, v in res.items() if isinstance(v, dict) and isinstance(v.get("mle"), dict)
                 and isinstance(v.get("rlvr"), dict)})
     return out
-
-
-def _sig_key(res: dict, column: str) -> str:
-    # the text domains test their metric's column under the name "overall"
-    return "overall" if column == res.get("metric_column") and column not in res.get("significance", {}) else column
 
 
 def summarise(paths: list[str], command: str) -> dict:
@@ -74,7 +70,7 @@ def summarise(paths: list[str], command: str) -> dict:
             if not isinstance(value, float) or not all(isinstance(t["rlvr"].get(col), (int, float)) for t in per_run):
                 continue  # counts (n) and non-numbers are not metrics
             d = np.array([t["rlvr"][col] - t["mle"][col] for t in per_run], dtype=float)
-            sig = [t.get("significance", {}).get(_sig_key(t, col), {}) for t in per_run]
+            sig = [t.get("significance", {}).get(significance_key(t, col), {}) for t in per_run]
             sd = float(d.std(ddof=1))
             p = float(ttest_1samp(d, 0.0).pvalue) if sd > 0 else (1.0 if d[0] == 0 else 0.0)
             table[col] = {"mle": [t["mle"][col] for t in per_run], "rlvr": [t["rlvr"][col] for t in per_run],

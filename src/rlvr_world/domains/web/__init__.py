@@ -10,8 +10,9 @@ The target difference uses the plain `aligned` rule by default: MiniWoB ids
 are DOM node ids, stable while an element lives, so the difference says what
 changed. By default each transition's ids are then renamed 1, 2, 3, ...
 (`WebData.ids`, `acctree.renumber`), which keeps the difference up to the
-names and makes every id short and predictable. The WMA-Agents annotation rule (`diff_rule="wma"`, reproduced exactly
-on the real WebArena samples) lists nearly every element as updated because
+names and makes every id short and predictable. The WMA-Agents annotation
+rule (`diff_rule="wma"`, reproduced exactly on the real WebArena samples)
+lists nearly every element as updated because
 its assignment pairs the least similar elements; learning that would be
 learning a bug.
 """
