@@ -63,11 +63,16 @@ def preset(name: str) -> RunConfig:
             eval_limit=200, curve_limit=100,
         )
     if name == "full":
+        # An MLE model trained on a quarter as many unchanged as changed transitions over-predicts changes, as the
+        # paper's did; binary-reward RL on changed transitions only then raises changed and overall accuracy.
+        # Measured before (README): all unchanged MLE data and task-specific RL on 4:1 changed:unchanged gave
+        # overall +3.2 but changed +0.35 (p=0.65); from this MLE model the task-specific reward gave changed -4.6.
         return RunConfig(
             out="runs/textgame-full", results="results/textgame.json",
-            data=TextGameData(rl_unchanged_ratio=0.25),
-            mle=MLEConfig(epochs=3.0, lr=2e-3),
-            rl=RLConfig(steps=60, prompts_per_step=8, group_size=8, micro_batch_size=32, eval_every=20),
+            data=TextGameData(mle_unchanged_ratio=0.25, rl_unchanged_ratio=0.0),
+            mle=MLEConfig(epochs=4.0, lr=2e-3),
+            rl=RLConfig(reward="binary", steps=100, prompts_per_step=8, group_size=8, micro_batch_size=32,
+                        eval_every=50),
             curve_limit=200,
         )
     if name == "tiny":  # seconds, for tests: learns just enough JSON for RL to see rewards
