@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rlvr_world.stats import paired_test, sig
+from rlvr_world.stats import paired_test, round_sig
 
 
 def records(values):
@@ -11,9 +11,9 @@ def records(values):
 
 
 def test_sig_keeps_significant_digits():
-    assert sig(-6.1234e-5) == -6.123e-5
-    assert sig(24.04821, 5) == 24.048
-    assert sig(0.0) == 0.0
+    assert round_sig(-6.1234e-5) == -6.123e-5
+    assert round_sig(24.04821, 5) == 24.048
+    assert round_sig(0.0) == 0.0
 
 
 def test_graded_delta_of_a_tiny_metric_is_not_rounded_away():

@@ -12,7 +12,7 @@ import numpy as np
 from scipy.stats import binomtest, wilcoxon
 
 
-def sig(x: float, digits: int = 4) -> float:
+def round_sig(x: float, digits: int = 4) -> float:
     """`x` rounded to `digits` significant digits (a tiny MSE difference stays visible, unlike round(x, 4))."""
     return float(f"{x:.{digits}g}")
 
@@ -45,6 +45,6 @@ def paired_test(mle: dict, rlvr: dict, group: str | None = None, seed: int = 0, 
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(keys), size=(2000, len(keys)))
     diffs = scale * (y[idx] - x[idx]).mean(axis=1)
-    return {"delta": sig(scale * float((y - x).mean())), "gained": gained, "lost": lost,
+    return {"delta": round_sig(scale * float((y - x).mean())), "gained": gained, "lost": lost,
             "test": "mcnemar" if binary else "wilcoxon", "p": float(p), **({"mcnemar_p": float(p)} if binary else {}),
-            "ci95": [sig(float(np.percentile(diffs, 2.5))), sig(float(np.percentile(diffs, 97.5)))]}
+            "ci95": [round_sig(float(np.percentile(diffs, 2.5))), round_sig(float(np.percentile(diffs, 97.5)))]}

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ...engine.checkpoint import save_json
-from ...stats import paired_test, sig
+from ...stats import paired_test, round_sig
 from .data import bridge, rt1_frames
 from .metrics import frame_metrics
 
@@ -39,7 +39,7 @@ METRICS = ("mse", "mae", "psnr", "ssim", "lpips")  # lpips only with local weigh
 def setting(ev: dict, group: str) -> dict:
     """One model's metrics on one setting, from an evaluation summary."""
     parts = ev["group_parts"].get(group, {})
-    out = {k: sig(parts[k], 5) for k in METRICS if k in parts}
+    out = {k: round_sig(parts[k], 5) for k in METRICS if k in parts}
     if "repeat" in parts:
         out["repetition_rate"] = round(100.0 * parts["repeat"], 2)
     out["valid_rate"] = round(100.0 * parts.get("valid", 0.0), 2)
@@ -70,7 +70,7 @@ def copy_last(domain, examples) -> dict:
             response += last + (e.target_ids[k * (L + A) + L:(k + 1) * (L + A)] if k < F - 1 else [])
         parts = domain.score(domain.metric, response + [tok.eos_token_id], e)[1]
         rows.setdefault(e.group, []).append(parts)
-    return {g: {k: sig(float(np.mean([p[k] for p in ps])), 5) for k in METRICS if k in ps[0]} | {"n": len(ps)}
+    return {g: {k: round_sig(float(np.mean([p[k] for p in ps])), 5) for k in METRICS if k in ps[0]} | {"n": len(ps)}
             for g, ps in rows.items()}
 
 
@@ -79,7 +79,7 @@ def reconstruction(tok, frames: np.ndarray, lpips=None) -> dict:
     flat = frames.reshape(-1, *frames.shape[-3:])  # (N, H, W, 3)
     rec = torch.as_tensor(tok.decode_frames(tok.frame_codes(flat)))  # (N, H, W, 3)
     m = frame_metrics(rec, torch.as_tensor(flat).float() / 255.0, lpips)
-    return {**{k: sig(float(m[k].mean()), 5) for k in METRICS if k in m}, "n_frames": len(flat)}
+    return {**{k: round_sig(float(m[k].mean()), 5) for k in METRICS if k in m}, "n_frames": len(flat)}
 
 
 def finish(domain, pipeline, test, mle_model, rl_model, mle_eval: dict, rl_eval: dict) -> dict:

@@ -12,9 +12,8 @@ changed. By default each transition's ids are then renamed 1, 2, 3, ...
 (`WebData.ids`, `acctree.renumber`), which keeps the difference up to the
 names and makes every id short and predictable. The WMA-Agents annotation
 rule (`diff_rule="wma"`, reproduced exactly on the real WebArena samples)
-lists nearly every element as updated because
-its assignment pairs the least similar elements; learning that would be
-learning a bug.
+lists nearly every element as updated because its assignment pairs the least
+similar elements; learning that would be learning a bug.
 """
 
 from __future__ import annotations
