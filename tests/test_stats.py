@@ -24,3 +24,6 @@ def test_graded_delta_of_a_tiny_metric_is_not_rounded_away():
     assert out["delta"] == pytest.approx(float((rlvr - mle).mean()), rel=1e-3)
     assert out["delta"] < 0 and out["lost"] == 200 and out["p"] < 1e-10
     assert out["ci95"][0] <= out["delta"] <= out["ci95"][1] < 0
+    # the same fall, for a metric where lower is better, is a gain on every example; delta keeps its sign
+    lower = paired_test(records(mle), records(rlvr), "g", binary=False, scale=1.0, lower_is_better=True)
+    assert (lower["gained"], lower["lost"]) == (200, 0) and lower["delta"] == out["delta"]

@@ -59,6 +59,16 @@ def test_sequences_interleave_real_actions_masked_from_the_loss(tok):
     assert n == 3 * L
 
 
+def test_rl_settings_choose_the_rl_prompts(tok, monkeypatch):
+    dom = VideoDomain(tok, VideoData(context=2, horizon=3, rl_settings="single_step"))
+    monkeypatch.setattr(dom, "episodes", lambda split: episodes())
+    assert {e.group for e in dom.examples("train", stage="rl")} == {"single_step"}
+    assert {e.group for e in dom.examples("train", stage="mle")} == {"multi_step"}
+    assert {e.group for e in dom.examples("test")} == {"single_step", "multi_step"}
+    with pytest.raises(ValueError, match="rl_settings"):
+        VideoData(rl_settings="single_step,both").rl_setting_list()
+
+
 def test_multi_step_sampling_writes_the_real_actions_between_generated_frames(tok):
     dom = VideoDomain(tok, VideoData(context=2, horizon=3))
     exs = [e for e in dom.episode_examples(episodes()) if e.group == "multi_step"][:2]

@@ -18,11 +18,14 @@ def round_sig(x: float, digits: int = 4) -> float:
 
 
 def paired_test(mle: dict, rlvr: dict, group: str | None = None, seed: int = 0, binary: bool = True,
-                key: str = "value", scale: float = 100.0) -> dict:
+                key: str = "value", scale: float = 100.0, lower_is_better: bool = False) -> dict:
     """Paired test of rlvr - mle on the same examples, in points, with a bootstrap 95% interval.
 
     `key` names the per-example record field compared (default: the metric's
     value); differences are multiplied by `scale` (100: percentage points).
+    `gained` and `lost` count the examples RLVR improved and worsened: for a
+    `lower_is_better` metric (MSE, MAE, repetition) a fall is a gain. `delta`
+    and the interval keep the sign of rlvr - mle.
 
     A 0/1 metric gets McNemar's exact test (a binomial test on the examples
     where exactly one model is right); a graded one (F1) the Wilcoxon
@@ -35,7 +38,8 @@ def paired_test(mle: dict, rlvr: dict, group: str | None = None, seed: int = 0, 
     y = np.array([b[k] for k in keys], dtype=float)
     if not len(keys):
         return {}
-    gained, lost = int(((y > x)).sum()), int(((y < x)).sum())
+    better, worse = (y < x, y > x) if lower_is_better else (y > x, y < x)
+    gained, lost = int(better.sum()), int(worse.sum())
     if not gained + lost:
         p = 1.0
     elif binary:

@@ -107,6 +107,7 @@ class VideoDomain:
     def check_data(data: VideoData) -> None:
         """Bad settings and unreadable datasets fail before anything is written or simulated."""
         data.level_list()
+        data.rl_setting_list()
         if data.lpips:
             load_lpips(data.lpips)  # a one-line error for a missing or foreign file
         if data.context < 1 or data.horizon < 2 or data.stride < 1:
@@ -143,8 +144,9 @@ class VideoDomain:
         return simulated(self.data, split)
 
     def examples(self, split: str, stage: str = "", seed: int = 0) -> list[Example]:
-        """Single- and multi-step examples of the simulated split (MLE: the multi-step ones, see the docstring)."""
-        kinds = ("multi_step",) if stage == "mle" else self.groups
+        """Single- and multi-step examples of the simulated split (MLE: the multi-step ones, see the docstring;
+        RL: the settings in `rl_settings`)."""
+        kinds = {"mle": ["multi_step"], "rl": self.data.rl_setting_list()}.get(stage, self.groups)
         return self.episode_examples(self.episodes(split), kinds)
 
     def episode_examples(self, ep: Episodes, kinds: Sequence[str] = groups) -> list[Example]:

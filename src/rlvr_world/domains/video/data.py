@@ -56,6 +56,7 @@ class VideoData:
     levels: str = "8,5,5,5"  # FSQ levels per latent channel (codebook = their product)
     tokenizer_steps: int = 2000  # frame-tokenizer training steps
     bridge_finetune_epochs: float = 10.0  # MLE epochs on the 20 real Bridge training episodes (0: no fine-tuning)
+    rl_settings: str = "single_step,multi_step"  # which settings' training examples RL samples prompts from
     bridge_rl_steps: int = 0  # RLVR steps on the real Bridge training episodes after that fine-tuning (0: none)
     lpips: str = ""  # a local LPIPS (AlexNet) weights file: adds the lpips metric and the mae_lpips reward
 
@@ -71,6 +72,12 @@ class VideoData:
         if self.dataset:
             return Path(self.dataset)
         return cache_file("video", "metaworld", asdict(self.sim_config()), ".npz")
+
+    def rl_setting_list(self) -> list[str]:
+        kinds = [k.strip() for k in self.rl_settings.split(",") if k.strip()]
+        if not kinds or set(kinds) - {"single_step", "multi_step"}:
+            raise ValueError(f"rl_settings must name single_step and/or multi_step, got {self.rl_settings!r}")
+        return kinds
 
     def level_list(self) -> list[int]:
         try:

@@ -34,6 +34,7 @@ from .data import bridge, rt1_frames
 from .metrics import frame_metrics
 
 METRICS = ("mse", "mae", "psnr", "ssim", "lpips")  # lpips only with local weights (`VideoData.lpips`)
+LOWER_IS_BETTER = {"mse", "mae", "lpips", "repeat"}
 
 
 def setting(ev: dict, group: str) -> dict:
@@ -52,7 +53,8 @@ def compare(mle: dict, rlvr: dict, groups: Sequence[str]) -> dict:
     """Per setting: MLE and RLVR metrics and paired tests (RLVR - MLE) per metric."""
     out = {}
     for g in groups:
-        sig = {k: paired_test(mle, rlvr, g, binary=False, key=k, scale=1.0) for k in (*METRICS, "repeat")}
+        sig = {k: paired_test(mle, rlvr, g, binary=False, key=k, scale=1.0, lower_is_better=k in LOWER_IS_BETTER)
+               for k in (*METRICS, "repeat")}
         out[g] = {"mle": setting(mle, g), "rlvr": setting(rlvr, g), "significance": {k: v for k, v in sig.items() if v}}
     return out
 

@@ -86,7 +86,7 @@ class CollectConfig:
     episodes_per_task: int = 10
     max_steps: int = 5  # actions per episode at most
     scripted_prob: float = 0.6  # share of steps where the scripted policy acts (the rest: random)
-    settle_s: float = 0.15  # wait after an action before reading the page again
+    settle_s: float = 0.15  # wait after an action before reading the page, and between reads until two agree
     seed: int = 0
 
 
@@ -140,12 +140,28 @@ def random_action(tree: str, rng: random.Random) -> Action:
     return Action("scroll", text=rng.choice(["down", "up"]))
 
 
+def settled_tree(browser: Browser, seconds: float, tries: int = 5) -> str:
+    """The page's accessibility tree once it has stopped changing: two reads `seconds` apart agree.
+
+    On a busy machine one fixed wait can read a page that is still reacting,
+    and the same seeded episode then records a different next page.
+    """
+    browser.settle(seconds)
+    tree = browser.tree()
+    for _ in range(tries):
+        browser.settle(seconds)
+        again = browser.tree()
+        if again == tree:
+            break
+        tree = again
+    return tree
+
+
 def run_episode(browser: Browser, task: str, episode: int, cfg: CollectConfig, rng: random.Random) -> list[dict]:
     """One episode's transitions: {task, episode, step, objective, before, action, after}."""
     browser.open(task_url(task))
     goal = browser.js(START, rng.randrange(2**32)) or ""
-    browser.settle(cfg.settle_s)
-    tree, out, done = browser.tree(), [], set()
+    tree, out, done = settled_tree(browser, cfg.settle_s), [], set()
     for step in range(cfg.max_steps):
         action = scripted_action(tree, goal, done, rng) if rng.random() < cfg.scripted_prob else None
         action = action or random_action(tree, rng)
@@ -157,8 +173,7 @@ def run_episode(browser: Browser, task: str, episode: int, cfg: CollectConfig, r
             raise
         except WebDriverException:  # e.g. the element has no box to click: the page stays as it was
             pass
-        browser.settle(cfg.settle_s)
-        after = browser.tree()
+        after = settled_tree(browser, cfg.settle_s)
         out.append({"task": task, "episode": episode, "step": step, "objective": goal, "before": tree,
                     "action": str(action), "after": after})
         tree = after
