@@ -132,3 +132,23 @@ def test_token_credit_moves_the_reward_and_needs_a_domain_that_splits_it(tmp_pat
         train_rl(toy_model(), TOK, ToyDomain(), EXAMPLES, cfg(credit="token"), tmp_path / "b")
     with pytest.raises(ValueError, match="unknown credit"):
         cfg(credit="pixel")
+
+
+def test_pipeline_rl_leaves_the_mle_model_as_it_was(tmp_path, monkeypatch):
+    """GRPO trains in place: the pipeline must hand it a copy, since the MLE model is used after RL (video finish)."""
+    from rlvr_world import pipeline as pl
+
+    def fake_train_rl(policy, *args, **kwargs):
+        with torch.no_grad():
+            for p in policy.parameters():
+                p.add_(1.0)
+        return policy
+
+    monkeypatch.setattr(pl, "train_rl", fake_train_rl)
+    cfg = pl.preset("tiny")
+    cfg.out = str(tmp_path / "run")
+    mle = models.build(models.ModelConfig(hidden_size=16, num_layers=1, num_heads=2, max_positions=32), 40,
+                       pad_id=0, bos_id=1, eos_id=2)
+    before = [p.clone() for p in mle.parameters()]
+    rl = pl.Pipeline(cfg).rl(None, mle, None, [], [])
+    assert rl is not mle and all(torch.equal(a, b) for a, b in zip(before, mle.parameters()))

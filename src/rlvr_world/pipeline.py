@@ -7,6 +7,7 @@ loaded instead of redone and an interrupted one continues from its checkpoint.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import shlex
 import sys
@@ -207,7 +208,8 @@ class Pipeline:
         if self.cfg.resume and (d / "model" / "config.json").is_file():
             return models.load(d / "model").to(self.device)
         resume = self.cfg.resume and load_trainer_state(d / "checkpoint") is not None
-        policy = models.load(d / "checkpoint").to(self.device) if resume else start_model
+        # a copy: GRPO trains in place, and the MLE model is still needed after RL (e.g. the video domain's `finish`)
+        policy = models.load(d / "checkpoint").to(self.device) if resume else copy.deepcopy(start_model)
 
         def curve_eval(model):
             r = self.evaluate(model, domain, curve, "eval (curve)", show=False)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ...engine.checkpoint import save_json
+from ...engine.evaluate import part_means
 from ...stats import paired_test, round_sig
 from .data import bridge, rt1_frames
 from .metrics import frame_metrics
@@ -38,8 +39,10 @@ LOWER_IS_BETTER = {"mse", "mae", "lpips", "repeat"}
 
 
 def setting(ev: dict, group: str) -> dict:
-    """One model's metrics on one setting, from an evaluation summary."""
-    parts = ev["group_parts"].get(group, {})
+    """One model's metrics on one setting, from an evaluation summary (means of its records: the summary's own
+    means are rounded to 4 decimals, which leaves an MSE two digits)."""
+    records = [r for r in ev.get("records", []) if r["group"] == group]
+    parts = part_means(records, (*METRICS, "repeat", "valid"), 1.0) if records else ev["group_parts"].get(group, {})
     out = {k: round_sig(parts[k], 5) for k in METRICS if k in parts}
     if "repeat" in parts:
         out["repetition_rate"] = round(100.0 * parts["repeat"], 2)
