@@ -14,20 +14,18 @@ results/bench-video-transfer.json and a plot of the three curves beside it.
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
 import shlex
 import sys
+import tempfile
 from pathlib import Path
-
-import torch
 
 from rlvr_world import device as dev
 from rlvr_world.domains.video import VideoDomain, VideoTokenizer
 from rlvr_world.engine import models
 from rlvr_world.engine.evaluate import evaluate
-from rlvr_world.engine.rl import collect, update
+from rlvr_world.engine.rl import train_rl
 from rlvr_world.pipeline import preset, subsample
 
 
@@ -68,29 +66,24 @@ def main() -> None:
     args = ap.parse_args()
     dev.set_threads(args.threads)
     cfg = preset(args.preset)
-    rl = dataclasses.replace(cfg.rl, prompts_per_step=args.n)
+    rl = dataclasses.replace(cfg.rl, prompts_per_step=args.n, steps=args.steps, eval_every=args.eval_every,
+                             save_every=args.steps + 1)
     tok = VideoTokenizer.from_pretrained(Path(args.run) / "tokenizer")
     domain = VideoDomain(tok, cfg.data)
-    policy = models.load(Path(args.run) / "mle" / "model").eval()
-    ref = copy.deepcopy(policy).requires_grad_(False)
-    opt = torch.optim.AdamW(policy.parameters(), lr=rl.lr, weight_decay=0.0)
+    policy = models.load(Path(args.run) / "mle" / "model")
     pool = subsample(domain.examples("train", stage="rl"), args.n + args.held_out, seed=11)
     sets = {"trained": pool[: args.n], "train_held_out": pool[args.n:],
             "test": subsample(domain.examples("test"), args.held_out, seed=12)}
     result = {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "run": args.run,
               "preset": args.preset, "rl": {"lr": rl.lr, "group_size": rl.group_size, "temperature": rl.temperature,
                                             "credit": rl.credit, "prompts": args.n},
-              "sizes": {k: len(v) for k, v in sets.items()}, "curve": []}
-    for step in range(args.steps + 1):
-        if step % args.eval_every == 0 or step == args.steps:
-            row = {"step": step, **{f"greedy/{k}": greedy(policy, domain, v) for k, v in sets.items()}}
-            result["curve"].append(row)
-            print(row, flush=True)
-        if step == args.steps:
-            break
-        ro = collect(policy, domain, sets["trained"], rl, step, None)
-        m = update(policy, ref, opt, ro, rl, domain.pad_id, None)
-        print(f"step {step + 1}: sampled reward {ro.rewards.mean().item():.4f}  kl {m.get('loss/kl', 0.0):.4f}", flush=True)
+              "sizes": {k: len(v) for k, v in sets.items()}}
+    with tempfile.TemporaryDirectory() as tmp:  # every step's batch is the n trained prompts (in a new order)
+        train_rl(policy, tok, domain, sets["trained"], rl, Path(tmp),
+                 evaluate_fn=lambda m: {f"greedy/{k}": greedy(m, domain, v) for k, v in sets.items()})
+        rows = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").open()]
+    result["curve"] = [{k: v for k, v in r.items() if k == "step" or k.startswith("greedy/")}
+                       for r in rows if "greedy/test" in r]
     first, last = result["curve"][0], result["curve"][-1]
     result["gain"] = {k: round(last[f"greedy/{k}"] - first[f"greedy/{k}"], 5) for k in sets}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -41,8 +41,7 @@ LOWER_IS_BETTER = {"mse", "mae", "lpips", "repeat"}
 def setting(ev: dict, group: str) -> dict:
     """One model's metrics on one setting, from an evaluation summary (means of its records: the summary's own
     means are rounded to 4 decimals, which leaves an MSE two digits)."""
-    records = [r for r in ev.get("records", []) if r["group"] == group]
-    parts = part_means(records, (*METRICS, "repeat", "valid"), 1.0) if records else ev["group_parts"].get(group, {})
+    parts = part_means([r for r in ev["records"] if r["group"] == group], (*METRICS, "repeat", "valid"), 1.0)
     out = {k: round_sig(parts[k], 5) for k in METRICS if k in parts}
     if "repeat" in parts:
         out["repetition_rate"] = round(100.0 * parts["repeat"], 2)
