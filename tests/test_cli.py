@@ -125,6 +125,11 @@ def test_unknown_preset_and_game(tmp_path):
     assert "chess" in line and not (tmp_path / "o").exists()
 
 
+def test_a_bad_rl_option_fails_before_any_work(tmp_path):
+    line = one_line_error(cli(*tiny(tmp_path / "o"), "--rl.baseline", "best", cwd=tmp_path, check=False))
+    assert "unknown baseline 'best'" in line and not (tmp_path / "o").exists()
+
+
 def test_missing_and_corrupt_data_files(tmp_path):
     line = one_line_error(cli(*tiny(tmp_path / "a"), "--data.train-path", "nope.jsonl.gz", cwd=tmp_path, check=False))
     assert "not found" in line

@@ -111,3 +111,17 @@ def test_token_advantages_compare_positions_within_a_group():
     assert m["adv/contested_token_frac"] == pytest.approx(2 / 3)
     # on one shared scale: the root mean square of the deviations over the group's scored tokens is 1
     assert ((adv**2 * mask).sum() / mask.sum()).item() == pytest.approx(1.0, rel=1e-4)
+
+
+def test_a_baseline_replaces_the_group_mean():
+    from rlvr_world.engine.grpo import group_advantages, token_advantages
+
+    # sequence credit: rewards 1, 2 against a greedy reward of 1 -> only the second response is ahead
+    adv, _ = group_advantages(torch.tensor([1.0, 2.0, 3.0, 4.0]), 2, baseline=torch.tensor([1.0, 5.0]))
+    assert adv[0] == 0 and adv[1] > 0 and adv[2] < adv[3] < 0
+    # token credit: a position everyone beats the baseline at is credited positively for all of them
+    r = torch.tensor([[0.5, 1.0], [0.7, 0.0]])
+    adv, _ = token_advantages(r, torch.ones(2, 2), 2, baseline=torch.tensor([[0.0, 0.5]]))
+    assert adv[0, 0] > 0 and adv[1, 0] > adv[0, 0]
+    assert adv[0, 1] > 0 > adv[1, 1]
+    assert ((adv**2).mean()).item() == pytest.approx(1.0, rel=1e-4)  # one shared scale, as without a baseline

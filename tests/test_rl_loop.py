@@ -152,3 +152,18 @@ def test_pipeline_rl_leaves_the_mle_model_as_it_was(tmp_path, monkeypatch):
     before = [p.clone() for p in mle.parameters()]
     rl = pl.Pipeline(cfg).rl(None, mle, None, [], [])
     assert rl is not mle and all(torch.equal(a, b) for a, b in zip(before, mle.parameters()))
+
+
+def test_greedy_baseline_moves_the_reward_and_credits_only_departures(tmp_path):
+    from rlvr_world.engine.rl import departs
+
+    assert departs([[1, 2, 3], [1, 5, 3, 4]], [[1, 2, 9]], 2, 4).tolist() == [[0, 0, 1, 1], [0, 1, 1, 1]]
+    torch.set_num_threads(1)
+    for credit, domain in (("sequence", ToyDomain()), ("token", ToyTokenDomain())):
+        train_rl(toy_model(), TOK, domain, EXAMPLES, cfg(credit=credit, baseline="greedy"), tmp_path / credit)
+        log = [r for r in rows(tmp_path / credit / "metrics.jsonl") if "reward/mean" in r]
+        early = sum(r["reward/greedy"] for r in log[:5]) / 5
+        late = sum(r["reward/greedy"] for r in log[-5:]) / 5
+        assert late > early + 0.2, (credit, early, late)
+    with pytest.raises(ValueError, match="unknown baseline"):
+        cfg(baseline="best")

@@ -76,4 +76,13 @@ def apply_overrides(cfg: Any, args: argparse.Namespace, skip: tuple[str, ...] = 
         if not hasattr(target, leaf):
             raise ValueError(f"unknown option {key}")
         setattr(target, leaf, value)
+    check(cfg)
     return cfg
+
+
+def check(cfg: Any) -> None:
+    """Run the checks (`__post_init__`) of every nested config again: options set later bypass them."""
+    for f in dataclasses.fields(cfg) if dataclasses.is_dataclass(cfg) else ():
+        check(getattr(cfg, f.name))
+    if dataclasses.is_dataclass(cfg) and hasattr(cfg, "__post_init__"):
+        cfg.__post_init__()

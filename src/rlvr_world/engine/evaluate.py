@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -55,7 +55,9 @@ def evaluate(
     autocast=None,
     description: str = "eval",
     show_progress: bool = True,
+    pick: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> EvalResult:
+    """Greedy responses scored by `metric` (or responses chosen by `pick`, see `sample`)."""
     metric = metric or domain.metric
     reported = getattr(domain, "reported_parts", ())
     model.eval()
@@ -65,7 +67,7 @@ def evaluate(
         for idx in length_batches(examples, batch_size):
             out = sample(model, [examples[i].prompt_ids for i in idx], eos_id=domain.eos_id, pad_id=domain.pad_id,
                          max_new_tokens=max_new_tokens, temperature=0.0, autocast=autocast,
-                         forced=[examples[i].forced() for i in idx], suppress=getattr(domain, "suppressed_ids", None))
+                         forced=[examples[i].forced() for i in idx], suppress=getattr(domain, "suppressed_ids", None), pick=pick)
             for i, response in zip(idx, out.responses()):
                 value, parts = domain.score(metric, response, examples[i])
                 values[i] = value

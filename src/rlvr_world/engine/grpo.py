@@ -9,7 +9,9 @@ of the whole batch; a KL penalty to the frozen starting model added to the loss
 with the low-variance k3 estimator. Every knob is an explicit argument and
 every function returns its metrics with namespaced keys. Beyond the paper:
 `token_advantages`, credit per token from a reward the domain splits over
-the response's tokens (`RLConfig.credit = "token"`).
+the response's tokens (`RLConfig.credit = "token"`); and either may measure
+rewards against the greedy response's instead of the group mean
+(`RLConfig.baseline = "greedy"`, as in ReMax).
 """
 
 from __future__ import annotations
@@ -17,18 +19,29 @@ from __future__ import annotations
 import torch
 
 
-def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6) -> tuple[torch.Tensor, dict[str, float]]:
-    """Group-normalised advantages for (N,) rewards laid out prompt-major."""
+def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6, baseline: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Group-normalised advantages for (N,) rewards laid out prompt-major.
+
+    With `baseline` (B,), e.g. the greedy response's reward, each reward is
+    measured against it instead of the group mean, scaled by the group's root
+    mean square deviation from it.
+    """
     r = rewards.float().view(-1, group_size)  # (B, G)
-    mean = r.mean(dim=1, keepdim=True)  # (B, 1)
-    std = r.std(dim=1, keepdim=True) if group_size > 1 else torch.zeros_like(mean)  # (B, 1)
+    if baseline is None:
+        mean = r.mean(dim=1, keepdim=True)  # (B, 1)
+        std = r.std(dim=1, keepdim=True) if group_size > 1 else torch.zeros_like(mean)  # (B, 1)
+    else:
+        mean = baseline.float().view(-1, 1)  # (B, 1)
+        std = ((r - mean) ** 2).mean(dim=1, keepdim=True).sqrt()  # (B, 1)
     adv = (r - mean) / (std + eps)  # (B, G)
     flat = (r.max(dim=1).values == r.min(dim=1).values).float()  # (B,) groups with no signal
     return adv.view(-1), {"adv/flat_group_frac": flat.mean().item(), "adv/reward_std": std.mean().item()}
 
 
 def token_advantages(
-    token_rewards: torch.Tensor, mask: torch.Tensor, group_size: int, eps: float = 1e-6
+    token_rewards: torch.Tensor, mask: torch.Tensor, group_size: int, eps: float = 1e-6,
+    baseline: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Per-token advantages (N, T) from per-token rewards (N, T), for responses whose positions line up in a group.
 
@@ -37,11 +50,16 @@ def token_advantages(
     responses that reach it). The group's deviations share one scale, their
     root mean square, so a position where every sample agrees carries ~0
     advantage instead of amplified noise. Rows of `mask` are 1 on scored tokens.
+    With `baseline` (B, T), e.g. the greedy response's token rewards, it
+    replaces the group mean at each position.
     """
     N, T = token_rewards.shape
     r = token_rewards.float().view(-1, group_size, T)  # (B, G, T)
     m = mask.float().view(-1, group_size, T)  # (B, G, T)
-    mean = (r * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1)  # (B, 1, T)
+    if baseline is None:
+        mean = (r * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1)  # (B, 1, T)
+    else:
+        mean = baseline.float().view(-1, 1, T)  # (B, 1, T)
     d = (r - mean) * m  # (B, G, T)
     scale = ((d**2).sum((1, 2), keepdim=True) / m.sum((1, 2), keepdim=True).clamp(min=1)).sqrt()  # (B, 1, 1)
     adv = d / (scale + eps)  # (B, G, T)

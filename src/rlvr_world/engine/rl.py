@@ -54,10 +54,15 @@ class RLConfig:
     save_every: int = 20  # steps between checkpoints
     seed: int = 0  # prompt order and sampling
     credit: str = "sequence"  # "sequence": an advantage per response (the paper); "token": per token (token_rewards)
+    # "group": rewards against the group mean (GRPO); "greedy": against the greedy response's (ReMax), and with token
+    # credit only the tokens that depart from the greedy response's are credited
+    baseline: str = "group"
 
     def __post_init__(self):
         if self.credit not in ("sequence", "token"):
             raise ValueError(f"unknown credit {self.credit!r}; known: sequence, token")
+        if self.baseline not in ("group", "greedy"):
+            raise ValueError(f"unknown baseline {self.baseline!r}; known: group, greedy")
 
 
 @dataclass
@@ -103,24 +108,56 @@ def collect(policy, domain: Domain, examples: Sequence[Example], cfg: RLConfig, 
                  top_k=cfg.top_k, top_p=cfg.top_p, generator=generator(cfg.seed * 1_000_003 + step), autocast=autocast,
                  forced=[e.forced() for e in examples], suppress=getattr(domain, "suppressed_ids", None))
     responses = out.responses()
+    greedy = None
+    if cfg.baseline == "greedy":
+        greedy = sample(policy, [e.prompt_ids for e in examples], eos_id=domain.eos_id, pad_id=domain.pad_id,
+                        max_new_tokens=cfg.max_new_tokens, temperature=0.0, autocast=autocast,
+                        forced=[e.forced() for e in examples], suppress=getattr(domain, "suppressed_ids", None)
+                        ).responses()  # (B,)
     # ---- decode + reward -------------------------------------------------
     scored = [domain.score(cfg.reward, r, examples[i // G]) for i, r in enumerate(responses)]
     rewards = torch.tensor([v for v, _ in scored])  # (N,)
+    baseline = None if greedy is None else torch.tensor([domain.score(cfg.reward, r, e)[0]
+                                                         for r, e in zip(greedy, examples)])  # (B,)
     # ---- advantage -------------------------------------------------------
     given = [e.loss_mask for e in examples for _ in range(G)] if any(e.loss_mask for e in examples) else None
-    adv, adv_metrics = group_advantages(rewards, G)  # (N,)
+    adv, adv_metrics = group_advantages(rewards, G, baseline=baseline)  # (N,)
+    if baseline is not None:
+        adv_metrics["reward/greedy"] = baseline.mean().item()
     if cfg.credit == "token":
-        per_token = [domain.token_rewards(cfg.reward, r, examples[i // G]) for i, r in enumerate(responses)]
-        T = max(1, max(map(len, responses)))
-        tok_r, tok_m = torch.zeros((len(responses), T)), torch.zeros((len(responses), T))  # (N, T)
-        for i, v in enumerate(per_token):
-            tok_r[i, : len(v)] = torch.as_tensor(v, dtype=torch.float)
-            tok_m[i, : len(v)] = 1.0
-        adv, tok_metrics = token_advantages(tok_r, tok_m * trained_mask(responses, given, T), G)  # (N, T)
+        T = max(1, max(map(len, responses + (greedy or []))))
+        tok_r, tok_m = token_table([domain.token_rewards(cfg.reward, r, examples[i // G])
+                                    for i, r in enumerate(responses)], T)  # (N, T)
+        tok_m *= trained_mask(responses, given, T)
+        tok_b = None
+        if greedy is not None:
+            tok_b = token_table([domain.token_rewards(cfg.reward, r, e) for r, e in zip(greedy, examples)], T)[0]
+            tok_m *= departs(responses, greedy, G, T)  # a token the greedy response shares earns no credit
+        adv, tok_metrics = token_advantages(tok_r, tok_m, G, baseline=tok_b)  # (N, T)
         adv_metrics.update(tok_metrics)
     parts = {**mean_parts([p for _, p in scored]), **adv_metrics}
     prompts = [e.prompt_ids for e in examples for _ in range(G)]
     return Rollouts(prompts, responses, rewards, adv, parts, out.finished, given)
+
+
+def token_table(rows: Sequence[Sequence[float]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ragged per-token values -> (values, mask), both (len(rows), width), zero-padded."""
+    values, mask = torch.zeros((len(rows), width)), torch.zeros((len(rows), width))
+    for i, v in enumerate(rows):
+        values[i, : len(v)] = torch.as_tensor(v, dtype=torch.float)
+        mask[i, : len(v)] = 1.0
+    return values, mask
+
+
+def departs(responses: Sequence[Sequence[int]], greedy: Sequence[Sequence[int]], group_size: int, width: int
+            ) -> torch.Tensor:
+    """(N, width) float: 1 where a response's token differs from (or outruns) its prompt's greedy response."""
+    out = torch.ones((len(responses), width))
+    for i, r in enumerate(responses):
+        g = greedy[i // group_size]
+        n = min(len(r), len(g))
+        out[i, :n] = (torch.as_tensor(r[:n]) != torch.as_tensor(g[:n])).float()
+    return out
 
 
 def trained_mask(responses: Sequence[Sequence[int]], given: Sequence[list[int] | None] | None, width: int) -> torch.Tensor:

@@ -19,7 +19,7 @@ non-visual ids where only frame codes may go.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -111,6 +111,7 @@ def sample(
     fast: bool = True,
     forced: Sequence[Sequence[int] | None] | None = None,
     suppress: Sequence[int] | None = None,
+    pick: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> SampleOutput:
     """Sample `num_samples` responses per prompt (temperature 0: greedy).
 
@@ -121,6 +122,8 @@ def sample(
     `autocast` is an optional context-manager factory for mixed precision;
     `compact=False` keeps finished rows in the batch and `fast=False` uses the
     generic decoder even for Llama-style models (both for comparison).
+    `pick`, when given, chooses each free token from the (n, V) logits after
+    suppression instead of the temperature draw (e.g. a decision rule).
     """
     device = next(model.parameters()).device
     ids, mask = left_pad(prompts, pad_id)  # (B, P)
@@ -137,7 +140,8 @@ def sample(
             step_logits.append(logits.new_zeros((N, logits.size(-1)), dtype=torch.float).index_copy(0, rows, logits.float()))
         if banned.numel():
             logits = logits.index_fill(-1, banned, float("-inf"))  # (n, V)
-        tok = sample_next(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)  # (n,)
+        tok = pick(logits) if pick else sample_next(logits, temperature=temperature, top_k=top_k, top_p=top_p,
+                                                    generator=generator)  # (n,)
         if given.size(1) > len(tokens):
             g = given[rows, len(tokens)]  # (n,)
             tok = torch.where(g >= 0, g, tok)
