@@ -67,7 +67,8 @@ def evaluate(
         for idx in length_batches(examples, batch_size):
             out = sample(model, [examples[i].prompt_ids for i in idx], eos_id=domain.eos_id, pad_id=domain.pad_id,
                          max_new_tokens=max_new_tokens, temperature=0.0, autocast=autocast,
-                         forced=[examples[i].forced() for i in idx], suppress=getattr(domain, "suppressed_ids", None), pick=pick)
+                         forced=[examples[i].forced() for i in idx], suppress=getattr(domain, "suppressed_ids", None),
+                         pick=pick)
             for i, response in zip(idx, out.responses()):
                 value, parts = domain.score(metric, response, examples[i])
                 values[i] = value

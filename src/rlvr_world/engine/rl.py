@@ -103,17 +103,13 @@ def mean_parts(parts: Sequence[dict]) -> dict[str, float]:
 def collect(policy, domain: Domain, examples: Sequence[Example], cfg: RLConfig, step: int, autocast) -> Rollouts:
     # ---- sample ----------------------------------------------------------
     G = cfg.group_size
-    out = sample(policy, [e.prompt_ids for e in examples], eos_id=domain.eos_id, pad_id=domain.pad_id,
-                 max_new_tokens=cfg.max_new_tokens, num_samples=G, temperature=cfg.temperature,
-                 top_k=cfg.top_k, top_p=cfg.top_p, generator=generator(cfg.seed * 1_000_003 + step), autocast=autocast,
-                 forced=[e.forced() for e in examples], suppress=getattr(domain, "suppressed_ids", None))
+    prompts = [e.prompt_ids for e in examples]
+    common = dict(eos_id=domain.eos_id, pad_id=domain.pad_id, max_new_tokens=cfg.max_new_tokens, autocast=autocast,
+                  forced=[e.forced() for e in examples], suppress=getattr(domain, "suppressed_ids", None))
+    out = sample(policy, prompts, num_samples=G, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
+                 generator=generator(cfg.seed * 1_000_003 + step), **common)
     responses = out.responses()
-    greedy = None
-    if cfg.baseline == "greedy":
-        greedy = sample(policy, [e.prompt_ids for e in examples], eos_id=domain.eos_id, pad_id=domain.pad_id,
-                        max_new_tokens=cfg.max_new_tokens, temperature=0.0, autocast=autocast,
-                        forced=[e.forced() for e in examples], suppress=getattr(domain, "suppressed_ids", None)
-                        ).responses()  # (B,)
+    greedy = sample(policy, prompts, temperature=0.0, **common).responses() if cfg.baseline == "greedy" else None
     # ---- decode + reward -------------------------------------------------
     scored = [domain.score(cfg.reward, r, examples[i // G]) for i, r in enumerate(responses)]
     rewards = torch.tensor([v for v, _ in scored])  # (N,)
@@ -136,8 +132,7 @@ def collect(policy, domain: Domain, examples: Sequence[Example], cfg: RLConfig, 
         adv, tok_metrics = token_advantages(tok_r, tok_m, G, baseline=tok_b)  # (N, T)
         adv_metrics.update(tok_metrics)
     parts = {**mean_parts([p for _, p in scored]), **adv_metrics}
-    prompts = [e.prompt_ids for e in examples for _ in range(G)]
-    return Rollouts(prompts, responses, rewards, adv, parts, out.finished, given)
+    return Rollouts([p for p in prompts for _ in range(G)], responses, rewards, adv, parts, out.finished, given)
 
 
 def token_table(rows: Sequence[Sequence[float]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
