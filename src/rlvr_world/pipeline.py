@@ -117,7 +117,7 @@ def preset(name: str) -> RunConfig:
                         save_every=1, lr=1e-3),
             eval_limit=4, curve_limit=2, max_new_tokens=48, eval_batch_size=4,
         )
-    if name in ("video", "video-full"):  # ~20 min / ~70 min: Meta-World simulated here, Bridge/RT-1 bundled
+    if name in ("video", "video-full"):  # ~55 min / ~105 min here: Meta-World simulated here, Bridge/RT-1 bundled
         full = name == "video-full"
         return RunConfig(
             domain="video", out=f"runs/{name}", results="results/video.json" if full else "results/video-default.json",
@@ -134,8 +134,9 @@ def preset(name: str) -> RunConfig:
             # (every Wilcoxon p <= 0.016); on a freshly trained one -0.036/-0.033 dB; on video-full's -0.003/+0.024.
             # The paper's one advantage per response did worse: -0.09 dB multi-step (30 steps at 0.6, groups of 8),
             # -0.05 dB on video-full (40 steps at 0.3, groups of 16). Against the greedy response (ReMax) on
-            # single-step prompts, 32 per step in groups of 4, 150 steps: +0.12 / +0.11 dB on `video`, every metric
-            # p < 1e-8; past ~250 steps entropy climbs and the policy collapses. README: the video domain.
+            # single-step prompts, 32 per step in groups of 4, 150 steps: +0.12 / +0.11 dB on `video`, +0.081 /
+            # +0.086 dB on video-full, every metric p < 1e-6; past ~250 steps entropy climbs and the policy
+            # collapses. README: the video domain.
             rl=RLConfig(reward="mae_ssim", credit="token", baseline="greedy", steps=150, prompts_per_step=32,
                         group_size=4, micro_batch_size=32, max_new_tokens=256, lr=5e-5, temperature=0.6,
                         eval_every=25),
