@@ -168,3 +168,18 @@ def test_token_rewards_split_the_reward_over_the_frame_codes(tok):
     assert tiles.argmin().item() == 1 and tiles.mean().item() == pytest.approx(video_reward(hurt, real)[0], abs=1e-4)
     with pytest.raises(ValueError):
         dom.token_rewards("mae_lpips", noisy, ex)
+
+
+def test_real_repetition_counts_examples_whose_last_real_frames_share_codes():
+    from rlvr_world.domains.video import Target
+    from rlvr_world.domains.video.evaluation import real_repetition
+    from rlvr_world.engine.domain import Example
+
+    def example(*codes):
+        F = len(codes)
+        t = Target(np.zeros((F, 64, 64, 3), np.uint8), np.array(codes), np.zeros((2, 64, 64, 3), np.uint8))
+        return Example([0], [0], group="multi_step" if F > 1 else "single_step", payload=t)
+
+    still, moving = example([1, 2], [3, 4], [3, 4]), example([1, 2], [3, 4], [3, 5])
+    assert real_repetition([still, moving, moving, moving]) == {"repetition_rate": 25.0, "n": 4}
+    assert real_repetition([example([1, 2])]) == {}  # one predicted frame: nothing to repeat

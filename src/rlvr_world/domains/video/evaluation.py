@@ -78,6 +78,13 @@ def copy_last(domain, examples) -> dict:
             for g, ps in rows.items()}
 
 
+def real_repetition(examples) -> dict:
+    """How often the real frames repeat: the share (%) of multi-frame examples whose last real frame has the same
+    codes as the one before, the rate a world model's repetition rate would match if it were right."""
+    reps = [np.array_equal(e.payload.codes[-1], e.payload.codes[-2]) for e in examples if len(e.payload.codes) > 1]
+    return {"repetition_rate": round(100.0 * float(np.mean(reps)), 2), "n": len(reps)} if reps else {}
+
+
 def reconstruction(tok, frames: np.ndarray, lpips=None) -> dict:
     """The frame tokenizer's round trip on (N, H, W, 3) uint8 frames: mean MSE, MAE, PSNR, SSIM (, LPIPS)."""
     flat = frames.reshape(-1, *frames.shape[-3:])  # (N, H, W, 3)
@@ -92,6 +99,8 @@ def finish(domain, pipeline, test, mle_model, rl_model, mle_eval: dict, rl_eval:
     res = compare(mle_eval, rl_eval, domain.groups)
     for g, m in copy_last(domain, test).items():
         res[g]["copy_last"] = m
+    if "multi_step" in res:
+        res["multi_step"]["real"] = real_repetition([e for e in test if e.group == "multi_step"])
     res["tokenizer"] = {name: reconstruction(tok, frames, domain.lpips) for name, frames in (
         ("sim_test", domain.episodes("test").frames), ("bridge_test", bridge("test").frames),
         ("rt1", rt1_frames(tok.frames.cfg.size)))}
@@ -200,6 +209,8 @@ def markdown(res: dict) -> str:
                 _row("MLE", s["mle"], cols), _row(f"RLVR ({res['reward']} reward)", s["rlvr"], cols)]
         if "copy_last" in s:
             out.append(_row("baseline: copy the last context frame", s["copy_last"], cols))
+        if s.get("real"):
+            out.append(_row("the real frames' own codes", s["real"], cols))
         sig = {("repetition_rate" if k == "repeat" else k): v for k, v in s["significance"].items()}
         out.append("| RLVR - MLE | " + " | ".join(
             f"{sig[c]['delta'] * (100 if c == 'repetition_rate' else 1):.4g} (p={sig[c]['p']:.2g})" if c in sig else ""
