@@ -8,8 +8,8 @@ and splits the multi-step test rollouts by whether the model's last
 predicted frame repeats the one before, code for code. For each side it
 reports how much the real arm moved between those two frames (mean absolute
 pixel change, 0-255), the reward, and how much RLVR changed the reward; and
-how many rollouts RLVR stopped or started repeating. The paper's baseline
-repeated where the scene moved, which the reward punishes; a model that
+how many rollouts RLVR stopped or started repeating. In the paper RLVR cut
+its baseline's repetition, so there the repeats cost reward; a model that
 repeats only where the real frames barely change gives the reward little to
 punish. Writes results/bench-video-repetition.json.
 """
@@ -45,7 +45,7 @@ def main() -> None:
     evals = {name: json.loads((run / f"eval_{name}.json").read_text())["records"] for name in ("mle", "rlvr")}
     recs = {name: {r["index"]: r for r in rs if r["group"] == "multi_step"} for name, rs in evals.items()}
     idx = sorted(recs["mle"])
-    if len(idx) != len(test) - sum(e.group != "multi_step" for e in test):
+    if len(idx) != sum(e.group == "multi_step" for e in test):
         raise SystemExit("the run's evaluations cover a subset of the test split (eval_limit): use a full run")
     frames = [test[i].payload.frames.astype(np.int16) for i in idx]  # (F, H, W, 3) each
     motion = np.array([np.abs(f[-1] - f[-2]).mean() for f in frames])
