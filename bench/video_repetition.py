@@ -26,6 +26,7 @@ import numpy as np
 
 from rlvr_world.domains.video import VideoData, VideoDomain, VideoTokenizer
 from rlvr_world.domains.video.evaluation import real_repetition
+from rlvr_world.engine.checkpoint import save_json
 
 
 def describe(values: np.ndarray) -> dict:
@@ -65,8 +66,7 @@ def main() -> None:
         "rlvr_stopped_repeating": int((rep["mle"] & ~rep["rlvr"]).sum()),
         "rlvr_started_repeating": int((~rep["mle"] & rep["rlvr"]).sum()),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    save_json(Path(args.out), result)
     print(json.dumps(result, indent=1))
     print(f"wrote {args.out}")
 
