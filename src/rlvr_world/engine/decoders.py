@@ -8,7 +8,8 @@ heads, D head dim, V vocabulary.
 drives it with a growing `DynamicCache`: it works for every causal LM.
 `LlamaDecoder` runs the model itself, prefill and decode, on the model's own
 modules and weights (norms, rotary embedding, projections), for the Llama /
-Qwen2 / Qwen3 / Mistral layout. Both advance every live row by one token per
+Qwen2 / Qwen3 / Mistral layout; a LoRA adapter is folded into the packed
+weights (`kernels.effective_linear`). Both advance every live row by one token per
 `step`; `keep` drops finished rows. What the Llama decoder does differently
 (against the generic one: `bench/speed.py`, results/bench.json):
 
@@ -235,5 +236,7 @@ class LlamaDecoder:
 
 def make_decoder(model, ids, mask, group_size: int, max_new_tokens: int, autocast=None, fast: bool = True):
     """The fast decoder where the model's layout allows it, the generic one elsewhere."""
+    if hasattr(model, "get_base_model"):  # a peft model: the decoder reads its adapted layers (`PackedLinear.of`)
+        model = model.get_base_model()
     cls = LlamaDecoder if fast and supports_fast_decode(model) else HFDecoder
     return cls(model, ids, mask, group_size, max_new_tokens, autocast)

@@ -59,15 +59,35 @@ class PackedLinear:
 
     @classmethod
     def of(cls, *modules, rows: int, pack_weight: bool = True) -> "PackedLinear":
-        """One linear map computing several `nn.Linear`s that share their input, side by side."""
-        bias = None if modules[0].bias is None else torch.cat([m.bias for m in modules])
-        weight = modules[0].weight if len(modules) == 1 else torch.cat([m.weight for m in modules])
+        """One linear map computing several `nn.Linear`s (or LoRA-wrapped ones) that share their input, side by side."""
+        maps = [effective_linear(m) for m in modules]
+        bias = None if maps[0][1] is None else torch.cat([b for _, b in maps])
+        weight = maps[0][0] if len(maps) == 1 else torch.cat([w for w, _ in maps])
         return cls(weight, bias, rows, pack_weight)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.packed is None:
             return F.linear(x, self.weight, self.bias)
         return packed_linear(x, self.packed, self.bias)
+
+
+def effective_linear(module: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(weight, bias) of the map a linear layer computes; for a peft LoRA layer, W + scale * B A of its active adapters."""
+    base = getattr(module, "base_layer", None)
+    if base is None:
+        return module.weight, module.bias
+    weight = base.weight
+    if not module.disable_adapters and not module.merged:
+        for name in module.active_adapters:
+            if name in module.lora_A:
+                weight = weight + module.scaling[name] * (module.lora_B[name].weight @ module.lora_A[name].weight)
+    return weight, base.bias
+
+
+def forget_packed(model: torch.nn.Module) -> None:
+    """Drop every cached packed weight of `model` (after its weights changed behind autograd's back, e.g. a merge)."""
+    for module in model.modules():
+        module.__dict__.pop("_onednn_packed", None)
 
 
 def packed_weight(layer: torch.nn.Linear, transposed: bool = False) -> torch.Tensor:

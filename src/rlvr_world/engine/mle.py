@@ -20,6 +20,7 @@ import torch
 from ..progress import advance, bar
 from .checkpoint import GracefulStop, MetricLog, load_trainer_state, save_model
 from .domain import Example
+from .models import merged
 from .sequences import make_batch, token_logprobs
 
 
@@ -99,10 +100,15 @@ def train_mle(
     resume: bool = False,
     on_step: Callable[[int, dict], None] | None = None,
 ) -> torch.nn.Module:
-    """Train in place; checkpoints go to out_dir/checkpoint, the final model to out_dir/model."""
+    """Train in place; checkpoints go to out_dir/checkpoint, the final model to out_dir/model.
+
+    A LoRA model (`models.with_lora`) trains its adapter only, checkpoints the
+    adapter, and is returned and saved merged.
+    """
     lengths = [len(e.prompt_ids) + len(e.target_ids) for e in examples]
     plan = plan_batches(lengths, cfg.batch_tokens, cfg.epochs, cfg.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    params = [p for p in model.parameters() if p.requires_grad]  # with LoRA: the adapter only
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     start = 0
     state = load_trainer_state(out_dir / "checkpoint") if resume else None
     if state is not None:
@@ -120,7 +126,7 @@ def train_mle(
             loss, n_tok = mle_loss(model, [examples[i] for i in plan[step]], pad_id, autocast)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
             row = {"step": step + 1, "loss": loss.item(), "lr": opt.param_groups[0]["lr"], "grad_norm": gnorm.item(),
                    "target_tokens": n_tok, "step_s": time.perf_counter() - t0}
@@ -132,5 +138,6 @@ def train_mle(
                 save_model(out_dir / "checkpoint", model, tokenizer, {"optimizer": opt.state_dict(), "step": step + 1})
             if stop.requested:
                 raise KeyboardInterrupt
+    model = merged(model)  # a LoRA adapter folded in: the final model is a plain HF model
     save_model(out_dir / "model", model, tokenizer)
     return model

@@ -1,7 +1,14 @@
-"""Causal LMs: small Llama-style models built from a config, or a local Hugging Face directory.
+"""Causal LMs: small Llama-style models built from a config, or a local Hugging Face directory; LoRA adapters.
 
-Nothing is ever downloaded: `load` reads a local directory only. Both return
-the model with its linear maps on oneDNN where that applies (`kernels.accelerate`).
+Nothing is ever downloaded: `load` reads a local directory only (`pretrained.resolve`
+turns a model name or a GGUF file into one). Both return the model with its
+linear maps on oneDNN where that applies (`kernels.accelerate`).
+
+LoRA (`peft`): `with_lora` wraps a model so that only low-rank adapters on
+its linear maps train; the model with its adapter switched off is the
+starting model (the RL stage's KL reference, at no extra memory). A trainer
+checkpoints the adapter alone; `merged` folds it into the weights, which
+gives a plain model that saves and reloads like any other.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from .kernels import accelerate
+from .kernels import accelerate, forget_packed
 
 
 @dataclass
@@ -25,7 +32,13 @@ class ModelConfig:
     num_heads: int = 4  # attention heads (head dim = hidden_size / num_heads)
     intermediate_size: int = 0  # MLP width; 0 picks 8/3 * hidden rounded to 32
     max_positions: int = 2048  # longest prompt + response the model accepts
-    init_from: str = ""  # a local Hugging Face causal-LM directory to start from instead
+    init_from: str = ""  # start from a pretrained model: a name (smollm2-135m), a .gguf file or an HF directory
+    lora_rank: int = 0  # train LoRA adapters of this rank on every linear map instead of all weights (0: full)
+    lora_alpha: float = 16.0  # LoRA scale numerator (the update is alpha / rank * B A)
+
+    def __post_init__(self):
+        if self.lora_rank < 0:
+            raise ValueError(f"model.lora_rank must be >= 0, got {self.lora_rank}")
 
 
 class ModelError(ValueError):
@@ -63,6 +76,42 @@ def load(path: str | os.PathLike) -> torch.nn.Module:
     return accelerate(model)
 
 
+def with_lora(model: torch.nn.Module, rank: int, alpha: float) -> torch.nn.Module:
+    """`model` with fresh LoRA adapters on all its linear maps but the output head; only they train."""
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(model, LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules="all-linear"))
+
+
+def load_adapter(model: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
+    """`model` with the trainable LoRA adapter saved in `path` (a trainer checkpoint)."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(path), is_trainable=True)
+
+
+def is_adapter(path: str | os.PathLike) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def has_lora(model: torch.nn.Module) -> bool:
+    return hasattr(model, "disable_adapter") and hasattr(model, "merge_and_unload")
+
+
+def merged(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain model with its LoRA adapter folded into the weights (the model itself when it has none)."""
+    if not has_lora(model):
+        return model
+    model = model.merge_and_unload()
+    forget_packed(model)  # the merge rewrote weights in place: packed copies are stale
+    return model
+
+
+def reference_mode(model: torch.nn.Module):
+    """A context in which a LoRA model computes as its starting model (adapter off)."""
+    return model.disable_adapter()
+
+
 def check_vocab(model: torch.nn.Module, vocab_size: int, where: str = "") -> None:
     """Refuse a model whose embedding cannot hold every tokenizer id."""
     n = model.get_input_embeddings().num_embeddings
@@ -74,3 +123,8 @@ def check_vocab(model: torch.nn.Module, vocab_size: int, where: str = "") -> Non
 
 def num_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def num_trainable(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+

@@ -14,6 +14,7 @@ times (`sequences.group_logprobs`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import random
 import time
@@ -29,6 +30,7 @@ from ..progress import advance, bar
 from .checkpoint import GracefulStop, MetricLog, load_trainer_state, save_model
 from .domain import Domain, Example
 from .grpo import group_advantages, grpo_loss, token_advantages
+from .models import has_lora, merged, reference_mode
 from .sampler import sample
 from .sequences import group_logprobs, micro_batches
 
@@ -166,6 +168,13 @@ def trained_mask(responses: Sequence[Sequence[int]], given: Sequence[list[int] |
     return mask
 
 
+@torch.no_grad()
+def reference_logprobs(policy, ref, prompts, responses, pad_id: int, autocast) -> torch.Tensor:
+    """Log-probs (n, T) under the starting model: `ref`, or, for a LoRA policy (ref None), the policy with its adapter off."""
+    with contextlib.nullcontext() if ref is not None else reference_mode(policy):
+        return group_logprobs(ref if ref is not None else policy, prompts, responses, pad_id, autocast=autocast)[0]
+
+
 def update(policy, ref, opt, ro: Rollouts, cfg: RLConfig, pad_id: int, autocast) -> dict[str, float]:
     # ---- loss + step -----------------------------------------------------
     G = cfg.group_size
@@ -175,8 +184,7 @@ def update(policy, ref, opt, ro: Rollouts, cfg: RLConfig, pad_id: int, autocast)
     opt.zero_grad(set_to_none=True)
     for rows in micro_batches(len(ro.responses), max(G, cfg.micro_batch_size // G * G)):  # whole groups
         prompts, responses = ro.prompts[rows][::G], ro.responses[rows]
-        with torch.no_grad():
-            ref_logp = group_logprobs(ref, prompts, responses, pad_id, autocast=autocast)[0] if cfg.kl_coef else None
+        ref_logp = reference_logprobs(policy, ref, prompts, responses, pad_id, autocast) if cfg.kl_coef else None
         logp, entropy, mask = group_logprobs(policy, prompts, responses, pad_id, autocast=autocast, with_entropy=True)
         if ro.given is not None:
             mask = trained_mask(responses, ro.given[rows], mask.size(1)).to(mask.device)  # (n, T)
@@ -187,7 +195,7 @@ def update(policy, ref, opt, ro: Rollouts, cfg: RLConfig, pad_id: int, autocast)
         for k, v in m.items():
             metrics[k] += v
         ent_sum += float((entropy * mask).sum())
-    gnorm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+    gnorm = torch.nn.utils.clip_grad_norm_([p for p in policy.parameters() if p.requires_grad], cfg.grad_clip)
     opt.step()
     metrics["policy/entropy"] = ent_sum / max(1, total_tokens)
     metrics["policy/grad_norm"] = gnorm.item()
@@ -206,16 +214,22 @@ def train_rl(
     resume: bool = False,
     evaluate_fn: Callable[[torch.nn.Module], dict[str, float]] | None = None,
 ) -> torch.nn.Module:
-    """GRPO from the policy's current weights, which also become the frozen KL reference."""
+    """GRPO from the policy's current weights, which also become the frozen KL reference.
+
+    A LoRA policy (`models.with_lora`) trains its adapter only; its reference
+    is itself with the adapter off (no second copy); it checkpoints the
+    adapter and is returned and saved merged.
+    """
     if cfg.credit == "token" and not hasattr(domain, "token_rewards"):
         raise ValueError(f"the {domain.name} domain cannot split its reward over tokens: use credit 'sequence'")
-    ref = copy.deepcopy(policy).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
+    ref = None if has_lora(policy) else copy.deepcopy(policy).eval().requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
     start = 0
     state = load_trainer_state(out_dir / "checkpoint") if resume else None
     if state is not None:
         opt.load_state_dict(state["optimizer"])
-        ref.load_state_dict(state["reference"])
+        if ref is not None:
+            ref.load_state_dict(state["reference"])
         start = state["step"]
     log = MetricLog(out_dir / "metrics.jsonl", resume_step=start if state else -1)
     plan = prompt_batches(len(examples), cfg.prompts_per_step, cfg.steps, cfg.seed)
@@ -238,9 +252,11 @@ def train_rl(
             log.write(row)
             advance(progress, 1, f"reward {row['reward/mean']:.3f}  kl {row.get('loss/kl', 0):.4f}")
             if stop.requested or ((step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps):
+                refs = {} if ref is None else {"reference": ref.state_dict()}
                 save_model(out_dir / "checkpoint", policy, tokenizer,
-                           {"optimizer": opt.state_dict(), "reference": ref.state_dict(), "step": step + 1})
+                           {"optimizer": opt.state_dict(), **refs, "step": step + 1})
             if stop.requested:
                 raise KeyboardInterrupt
+    policy = merged(policy)
     save_model(out_dir / "model", policy, tokenizer)
     return policy

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..cache import cache_file
+from ...cache import cache_file
 
 DATA = Path(__file__).parent / "data"
 BRIDGE_XYZ_SCALE = 0.03  # metres of end-effector motion that map to action 1.0

