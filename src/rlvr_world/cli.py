@@ -23,9 +23,10 @@ from .device import quiet_hf
 class EvalConfig:
     """Greedy evaluation of a saved model on a domain's test split."""
 
-    model: str = ""  # a model directory (Hugging Face format, tokenizer inside)
+    model: str = ""  # a model directory (Hugging Face format, tokenizer inside), a .gguf file or a model name
     domain: str = "textgame"  # which domain
     limit: int = 0  # evaluate a fixed random subset of this many test examples (0: all)
+    balanced: bool = False  # with limit: as many examples from each group (the subset `run --eval-balanced` uses)
     batch_size: int = 48  # prompts per decoding batch
     max_new_tokens: int = 512  # longest response
     out: str = ""  # write the summary and per-example records to this JSON file
@@ -70,10 +71,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     from . import device as dev
     from . import domains
-    from .engine import models
+    from .engine import models, pretrained
     from .engine.checkpoint import save_json
     from .engine.evaluate import evaluate
-    from .pipeline import subsample
+    from .pipeline import balanced_indices, subsample_indices
     from .text import load_tokenizer
 
     cfg = apply_overrides(EvalConfig(), args, skip=("command",))
@@ -82,19 +83,22 @@ def cmd_eval(args: argparse.Namespace) -> None:
     dev.set_threads(cfg.threads)
     device = dev.pick_device(cfg.device)
     domain_cls, data_cls, _ = domains.get(cfg.domain)
-    model = models.load(cfg.model)
-    tok = getattr(domain_cls, "load_tokenizer", load_tokenizer)(cfg.model)
+    path = pretrained.resolve(cfg.model)  # a run's model directory, or a named / GGUF pretrained model
+    model = models.load(path)
+    tok = getattr(domain_cls, "load_tokenizer", load_tokenizer)(path)
     models.check_vocab(model, len(tok), cfg.model)
     domain = domain_cls(tok, data_cls())
     test = domain.examples("test")
+    indices = list(range(len(test)))
     if cfg.limit:
-        test = subsample(test, cfg.limit, seed=1)
+        indices = (balanced_indices if cfg.balanced else subsample_indices)(test, cfg.limit, seed=1)
+        test = [test[i] for i in indices]
     amp = dev.amp(device, cfg.dtype)
     r = evaluate(model.to(device), domain, test, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
                  autocast=amp)
     print(json.dumps(r.summary(), indent=2))
     if cfg.out:
-        save_json(Path(cfg.out), {**r.summary(), "model": cfg.model, "records": r.records})
+        save_json(Path(cfg.out), {**r.summary(), "model": cfg.model, "test_indices": indices, "records": r.records})
 
 
 def cmd_seeds(args: argparse.Namespace) -> None:
