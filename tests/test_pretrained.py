@@ -135,8 +135,8 @@ def test_one_lora_rl_step_trains_only_the_adapter_and_the_merged_model_reloads(s
 
     merged = train_rl(policy, tok, domain, examples, cfg, tmp_path)
     assert not models.has_lora(merged)
-    moved = [k for k, m in layers.items() if not torch.equal(m.lora_A["default"].weight, adapter[
-        f"{k}.lora_A.default.weight"]) or not torch.equal(m.lora_B["default"].weight, adapter[f"{k}.lora_B.default.weight"])]
+    moved = [k for k, m in layers.items() for ab in ("A", "B")
+             if not torch.equal(getattr(m, f"lora_{ab}")["default"].weight, adapter[f"{k}.lora_{ab}.default.weight"])]
     assert moved  # the step trained the adapter
     # every weight of the merged model is its starting value, plus scale * B A on the adapted maps: nothing else moved
     state = merged.state_dict()

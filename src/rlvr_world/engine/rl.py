@@ -170,7 +170,7 @@ def trained_mask(responses: Sequence[Sequence[int]], given: Sequence[list[int] |
 
 @torch.no_grad()
 def reference_logprobs(policy, ref, prompts, responses, pad_id: int, autocast) -> torch.Tensor:
-    """Log-probs (n, T) under the starting model: `ref`, or, for a LoRA policy (ref None), the policy with its adapter off."""
+    """Log-probs (n, T) under the starting model: `ref`, or for a LoRA policy (ref None) the policy, adapter off."""
     with contextlib.nullcontext() if ref is not None else reference_mode(policy):
         return group_logprobs(ref if ref is not None else policy, prompts, responses, pad_id, autocast=autocast)[0]
 
