@@ -89,7 +89,7 @@ def preset(name: str) -> RunConfig:
             mle=MLEConfig(epochs=0.25, lr=3e-4, warmup_steps=10, batch_tokens=4096, weight_decay=0.0, save_every=20),
             # an RL step (36 rollouts) takes ~2 min here and each 600-example evaluation ~23 min: 12 steps fit
             rl=RLConfig(reward="binary", steps=12, prompts_per_step=6, group_size=6, micro_batch_size=6,
-                        max_new_tokens=320, lr=5e-5, eval_every=0, save_every=3),
+                        max_new_tokens=320, lr=5e-5, eval_every=0, save_every=5),
             eval_limit=600, eval_balanced=True, curve_limit=0, eval_batch_size=32,
         )
     if name == "tiny":  # seconds, for tests: learns just enough JSON for RL to see rewards
