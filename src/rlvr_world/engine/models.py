@@ -127,4 +127,3 @@ def num_params(model: torch.nn.Module) -> int:
 
 def num_trainable(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
