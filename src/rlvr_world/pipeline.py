@@ -67,7 +67,7 @@ def preset(name: str) -> RunConfig:
     if name == "full":
         # An MLE model trained on a quarter as many unchanged as changed transitions over-predicts changes, as the
         # paper's did; binary-reward RL on changed transitions only then raises changed and overall accuracy.
-        # Measured before (README): MLE on 1:1 data and task-specific RL on 1:4 unchanged:changed gave overall
+        # Measured before (docs/textgame.md): MLE on 1:1 data and task-specific RL on 1:4 unchanged:changed gave overall
         # +3.2 but changed +0.35 (p=0.65); from this MLE model the task-specific reward gave changed -4.6.
         return RunConfig(
             out="runs/textgame-full", results="results/textgame.json",
@@ -118,7 +118,7 @@ def preset(name: str) -> RunConfig:
             mle=MLEConfig(epochs=8.0, lr=3e-3),
             # 40 steps moved nothing (F1 +0.06, p=0.77; at T=0.5 -0.13). 120 steps at lr 1e-4, four seeds: F1 +6.3,
             # +1.1, +0.1, +3.5 (t-test over seeds p=0.14), changed-page F1 -0.3 to -4.8. At lr 3e-5, five seeds:
-            # +5.2, +3.7, +1.1, +3.1, +3.2 (p=0.008), changed-page F1 -1.0 to -1.9. README: the web domain
+            # +5.2, +3.7, +1.1, +3.1, +3.2 (p=0.008), changed-page F1 -1.0 to -1.9. docs/web.md
             rl=RLConfig(reward="f1", steps=120, prompts_per_step=8, group_size=8, micro_batch_size=32,
                         max_new_tokens=256, lr=3e-5, eval_every=40),
             max_new_tokens=256, curve_limit=100,
@@ -151,7 +151,7 @@ def preset(name: str) -> RunConfig:
             # MLE model repeats the previous frame in ~19% of multi-step rollouts (the real frames' codes: ~1%).
             # GRPO (token credit, group baseline) on multi-step prompts, 60 steps: on two MLE models (two seeds)
             # PSNR +0.13 to +0.20 dB single- and multi-step, MSE, MAE and SSIM better, every Wilcoxon p < 1e-7;
-            # repetition not lowered (18.6% -> 20.1%, 17.8% -> 19.6%, both n.s.). README: the video domain.
+            # repetition not lowered (18.6% -> 20.1%, 17.8% -> 19.6%, both n.s.). docs/video.md.
             data=VideoData(episodes_per_task=100, tokenizer_steps=2000, grid=4, bridge_finetune_epochs=20.0,
                            rl_settings="multi_step"),
             model=ModelConfig(max_positions=512),
@@ -177,7 +177,7 @@ def preset(name: str) -> RunConfig:
             # -0.05 dB on video-full (40 steps at 0.3, groups of 16). Against the greedy response (ReMax) on
             # single-step prompts, 32 per step in groups of 4, 150 steps: +0.12 / +0.11 dB on an 8x8-grid default
             # run, +0.081 / +0.086 dB on video-full, every metric p < 1e-6; past ~250 steps entropy climbs and the
-            # policy collapses (on 4x4 codes and multi-step prompts, after ~40). README: the video domain.
+            # policy collapses (on 4x4 codes and multi-step prompts, after ~40). docs/video.md.
             rl=RLConfig(reward="mae_ssim", credit="token", baseline="greedy", steps=150, prompts_per_step=32,
                         group_size=4, micro_batch_size=32, max_new_tokens=256, lr=5e-5, temperature=0.6,
                         eval_every=25),

@@ -47,7 +47,7 @@ class WebDomain(TextDomain):
     reported_parts = ("precision", "recall", "f1")
     # element ids are copied from the page into the answer: one token per digit makes "[645]" the same
     # tokens in the page, the action and the answer (with Chromium's 4-5 digit ids the small models still wrote
-    # wrong ids, changed-page F1 0.0; with the default dense ids, WebData.ids, 25.7 on web-full: README)
+    # wrong ids, changed-page F1 0.0; with the default dense ids, WebData.ids, 25.7 on web-full: docs/web.md)
     split_digits = True
     # facts from the RLVR-World paper (WebArena page prediction, 1.5B model); ours is MiniWoB++, not WebArena
     reference = {
