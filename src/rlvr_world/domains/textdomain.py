@@ -4,6 +4,11 @@ A subclass says how to read its transitions (`transitions`) and how to write
 one as prompt and target text (`prompt_text`, `target_text`); its transitions
 carry a boolean `changed`, which labels the evaluation groups and lets
 training rebalance changed against unchanged transitions.
+
+A response that is not a sequence of the tokenizer's ids (a negative id, one
+past the vocabulary, a float; `ids.token_ids`) decodes to "" and scores as
+the empty response, the reward's unparseable case, with `parts["why"]`
+saying what was wrong.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any, Sequence
 from ..engine.domain import Example
 from ..text import train_bpe
 from .balance import rebalance
+from .ids import token_ids
 
 
 class TextDomain:
@@ -68,9 +74,17 @@ class TextDomain:
         return out
 
     def decode(self, response_ids: Sequence[int]) -> str:
-        ids = [i for i in response_ids if i not in (self.eos_id, self.pad_id)]
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        """The response's text ("" when it is not a sequence of token ids; never raises)."""
+        ids, _ = token_ids(response_ids, len(self.tokenizer))
+        if ids is None:
+            return ""
+        return self.tokenizer.decode([i for i in ids if i not in (self.eos_id, self.pad_id)], skip_special_tokens=True)
 
     def score(self, reward_name: str, response_ids: Sequence[int], example: Example) -> tuple[float, dict[str, Any]]:
         """Decode the response and score it with the named reward (never raises)."""
-        return self.rewards[reward_name](self.decode(response_ids), example.payload)
+        reward = self.rewards[reward_name]
+        ids, why = token_ids(response_ids, len(self.tokenizer))
+        if ids is None:  # scored as the empty response, the reward's unparseable case
+            value, parts = reward("", example.payload)
+            return value, {**parts, "why": why}
+        return reward(self.decode(ids), example.payload)

@@ -54,7 +54,7 @@ def parse_diff(text: str) -> tuple[dict | None, str]:
     """A well-formed difference dict, or None and the reason it is not one."""
     try:
         diff = json.loads(text)
-    except (json.JSONDecodeError, RecursionError, ValueError):
+    except (RecursionError, ValueError, TypeError):  # TypeError: not text at all (None, a number, ...)
         return None, "not JSON"
     if not isinstance(diff, dict):
         return None, "not a JSON object"
@@ -72,7 +72,8 @@ def parse_diff(text: str) -> tuple[dict | None, str]:
 
 def apply_diff(objects: list[dict], score: dict, diff: dict) -> tuple[dict[Any, dict], dict]:
     """The predicted next state: objects by uuid, and the score."""
-    state = {o["uuid"]: o for o in objects if o["uuid"] not in set(diff["removed"])}
+    removed = set(diff["removed"])
+    state = {o["uuid"]: o for o in objects if o["uuid"] not in removed}
     for o in diff["modified"]:
         state[o["uuid"]] = o  # replaces a current object, or adds a new one (see module doc)
     return state, (diff["score"] or score)

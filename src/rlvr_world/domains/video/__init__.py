@@ -25,7 +25,10 @@ final <eos> are written in, so a sampled prediction is whole frames of codes.
 into 1 or 2 of every 3 multi-step rollouts.) A response from elsewhere may
 still hold one where a frame's code belongs, or stop early: such ids are
 clamped into the codebook and missing codes filled with 0, the frames are
-scored like any other, and the `valid` part records the event.
+scored like any other, and the `valid` part records the event. A sequence
+that is not ids of the vocabulary at all (a float, a negative id, one past
+the vocabulary; `domains.ids.token_ids`) is not scored: it gets
+`WORST_REWARD`, the value of unusable frames, with `parts["why"]`.
 
 Departures from the paper: 64×64 frames and an 8×8 token grid (the paper:
 256×320 and 16×20), a model trained from scratch on simulated Meta-World data
@@ -44,6 +47,7 @@ import numpy as np
 import torch
 
 from ...engine.domain import Example
+from ..ids import token_ids
 from .data import DataError, Episodes, VideoData, bridge, simulated
 from .layout import VideoTokenizer
 from .lpips import load_lpips
@@ -175,9 +179,11 @@ class VideoDomain:
 
     # ---- decode + reward -------------------------------------------------------
     def decode(self, response_ids: Sequence[int], horizon: int | None = None) -> list[list[int]]:
-        """Response ids -> the predicted frames' codes, (F, L) as lists (clamped into the codebook)."""
-        F = horizon or max(1, -(-len(response_ids) // (self.tokenizer.tokens_per_frame + self.tokenizer.action_dims)))
-        return self.tokenizer.split_response(response_ids, F)[0].tolist()
+        """Response ids -> the predicted frames' codes, (F, L) as lists (clamped into the codebook; a sequence
+        that is not token ids decodes as an empty response). Never raises."""
+        ids = token_ids(response_ids, len(self.tokenizer))[0] or []
+        F = horizon or max(1, -(-len(ids) // (self.tokenizer.tokens_per_frame + self.tokenizer.action_dims)))
+        return self.tokenizer.split_response(ids, F)[0].tolist()
 
     def score(self, reward_name: str, response_ids: Sequence[int], example: Example) -> tuple[float, dict[str, Any]]:
         """Decode the predicted frames and score them against the real ones (never raises)."""
@@ -185,7 +191,10 @@ class VideoDomain:
             raise ValueError(f"unknown video reward {reward_name!r}; known: {', '.join(self.rewards)}")
         t: Target = example.payload
         F = len(t.frames)
-        codes, valid = self.tokenizer.split_response(list(response_ids), F)  # (F, L)
+        ids, why = token_ids(response_ids, len(self.tokenizer))
+        if ids is None:
+            return WORST_REWARD, {"valid": 0.0, "why": why}
+        codes, valid = self.tokenizer.split_response(ids, F)  # (F, L)
         pred = torch.as_tensor(self.tokenizer.decode_frames(codes))  # (F, H, W, 3) in [0, 1]
         real = torch.as_tensor(t.frames).float() / 255.0  # (F, H, W, 3)
         value, parts = self.rewards[reward_name](pred, real, lpips=self.lpips)
@@ -210,12 +219,18 @@ class VideoDomain:
             raise ValueError(f"only the mae_ssim video reward splits over tokens, not {reward_name!r}")
         t: Target = example.payload
         F, L, A = len(t.frames), self.tokenizer.tokens_per_frame, self.tokenizer.action_dims
-        codes, _ = self.tokenizer.split_response(list(response_ids), F)  # (F, L)
+        ids, _ = token_ids(response_ids, len(self.tokenizer))
+        if ids is None:  # not token ids: a failure on every position there is
+            try:
+                return [WORST_REWARD] * len(response_ids)
+            except TypeError:  # not even sized
+                return []
+        codes, _ = self.tokenizer.split_response(ids, F)  # (F, L)
         try:
             tiles = patch_rewards(self.tokenizer.decode_frames(codes), t.frames, self.tokenizer.frames.cfg.grid)
         except (ValueError, RuntimeError):  # unusable frames score as a failure
-            return [WORST_REWARD] * len(response_ids)
-        out = [0.0] * len(response_ids)
+            return [WORST_REWARD] * len(ids)
+        out = [0.0] * len(ids)
         for k in range(F):
             for j in range(L):
                 if k * (L + A) + j < len(out):

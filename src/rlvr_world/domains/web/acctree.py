@@ -249,23 +249,24 @@ def parse_diff(text: str) -> Diff:
     """
     if not isinstance(text, str):
         return Diff()
-    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
-    headers = [(i, match) for i, line in enumerate(lines) if (match := _HEADER.match(line))]
-    if not headers:
-        return Diff()
-    news = [i for i, match in headers if match.group(1).lower() == "new"]
-    start = news[-1] if news else headers[0][0]
-
+    # One pass, linear in the text: each `New items:` header starts the answer afresh (the last one wins),
+    # and before any header nothing is read (the first header starts the answer when there is no `New items:`).
     sections: dict[str, list[str]] = {"new": [], "deleted": [], "updated": []}
     current: list[str] | None = None
-    for line in lines[start:]:
+    for line in text.split("\n"):
+        if line.endswith("\r"):
+            line = line[:-1]
         header = _HEADER.match(line)
         if header is not None:
-            current = sections[header.group(1).lower()]
+            kind = header.group(1).lower()
+            if kind == "new":
+                sections = {"new": [], "deleted": [], "updated": []}
+            current = sections[kind]
             line = header.group(2)
-        item = line.replace("\t", "").lstrip(" ")
-        if current is not None and _ITEM.match(item):
-            current.append(item)
+        if current is not None and line:
+            item = line.replace("\t", "").lstrip(" ")
+            if _ITEM.match(item):
+                current.append(item)
     return Diff(sections["new"], sections["deleted"], sections["updated"])
 
 
