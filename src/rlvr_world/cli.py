@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import OneLineParser, add_options, apply_overrides
+from .config import OneLineParser, add_options, apply_overrides, require, require_choice
 from .device import quiet_hf
 
 
@@ -33,6 +33,10 @@ class EvalConfig:
     device: str = "auto"  # auto, cpu, cuda, ...
     dtype: str = "auto"  # auto, bf16 or fp32
     threads: int = 0  # torch CPU threads (0: one per core)
+
+    def __post_init__(self):
+        require_choice(self, "", dtype=("auto", "bf16", "fp32"))
+        require(self, "", limit=">= 0", batch_size=">= 1", max_new_tokens=">= 1", threads=">= 0")
 
 
 def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -120,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         {"run": cmd_run, "eval": cmd_eval, "seeds": cmd_seeds}[args.command](args)
-    except (DataError, ModelError, BrowserError, ValueError, FileNotFoundError) as e:
+    except (DataError, ModelError, BrowserError, ValueError, OSError) as e:
         sys.stderr.write(f"rlvr-world: error: {e}\n")
         return 2
     except KeyboardInterrupt:

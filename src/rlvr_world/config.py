@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import math
 import re
 import sys
 from typing import Any
@@ -86,3 +87,35 @@ def check(cfg: Any) -> None:
         check(getattr(cfg, f.name))
     if dataclasses.is_dataclass(cfg) and hasattr(cfg, "__post_init__"):
         cfg.__post_init__()
+
+
+_RULES = {  # what `require` accepts for each spec
+    "> 0": lambda v: v > 0,
+    ">= 0": lambda v: v >= 0,
+    ">= 1": lambda v: v >= 1,
+    ">= 2": lambda v: v >= 2,
+    "in [0, 1]": lambda v: 0 <= v <= 1,
+    "in (0, 1]": lambda v: 0 < v <= 1,
+    "in (0, 1)": lambda v: 0 < v < 1,
+    ">= 0, or -1 for all": lambda v: v >= 0 or v == -1,
+}
+
+
+def require(cfg: Any, prefix: str, **specs: str) -> None:
+    """A one-line ValueError for the first field of `cfg` outside its spec: `require(self, "mle", lr="> 0")`.
+
+    Numbers must also be finite (nan and inf are refused everywhere).
+    """
+    for name, spec in specs.items():
+        value = getattr(cfg, name)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not (ok and _RULES[spec](value)):
+            raise ValueError(f"--{prefix}{name.replace('_', '-')} must be {spec}, got {value!r}")
+
+
+def require_choice(cfg: Any, prefix: str, **choices: tuple[str, ...]) -> None:
+    """A one-line ValueError for the first field of `cfg` that is not one of its choices."""
+    for name, known in choices.items():
+        value = getattr(cfg, name)
+        if value not in known:
+            raise ValueError(f"unknown {name} {value!r} (--{prefix}{name.replace('_', '-')}); known: {', '.join(known)}")

@@ -16,10 +16,22 @@ import torch
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """`auto` picks CUDA when present, else CPU; any torch device string is accepted."""
+    """`auto` picks CUDA when present, else CPU; `cpu`, `cuda` and `cuda:N` are checked against this machine."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ValueError(f"--device {name}: this machine has no CUDA GPU that torch can use")
+        if device.index is not None and device.index >= n:
+            raise ValueError(f"--device {name}: this machine has {n} CUDA GPU(s) (cuda:0 to cuda:{n - 1})")
+    return device
 
 
 def set_threads(threads: int) -> None:

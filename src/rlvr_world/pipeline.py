@@ -1,7 +1,8 @@
 """The main job: tokenizer -> MLE -> RLVR (from the MLE model) -> evaluation of both -> results.
 
 Every phase writes into the run directory; with `resume` a finished phase is
-loaded instead of redone and an interrupted one continues from its checkpoint.
+loaded instead of redone and an interrupted one continues from its checkpoint,
+provided it was made with the same options and examples (`rundir`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import copy
 import json
 import shlex
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,7 @@ from pathlib import Path
 import torch
 
 from . import device as dev
-from . import domains, report
+from . import domains, report, rundir
 from .engine import models, pretrained
 from .engine.checkpoint import load_trainer_state, save_config, save_json
 from .engine.evaluate import evaluate
@@ -28,6 +30,7 @@ from .engine.rl import RLConfig, train_rl
 from .domains.textgame import TextGameData
 from .domains.video import VideoData
 from .domains.web import WebData
+from .config import require, require_choice
 from .progress import console
 from .text import load_tokenizer
 
@@ -39,7 +42,8 @@ class RunConfig:
     domain: str = "textgame"  # which domain (see rlvr_world.domains.DOMAINS)
     out: str = "runs/textgame"  # run directory: config, logs, checkpoints, models
     results: str = "results/textgame-default.json"  # results JSON (a Markdown table and a plot go beside it)
-    resume: bool = False  # continue an interrupted run in `out`
+    resume: bool = False  # continue an interrupted run in `out` (only with the options it was made with)
+    overwrite: bool = False  # start over in an `out` that holds a run (its outputs are deleted first)
     device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
     dtype: str = "auto"  # auto (bf16 autocast where the hardware has it), bf16 or fp32
     threads: int = 0  # torch CPU threads (0: one per core)
@@ -53,6 +57,13 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     mle: MLEConfig = field(default_factory=MLEConfig)
     rl: RLConfig = field(default_factory=RLConfig)
+
+    def __post_init__(self):
+        require_choice(self, "", domain=tuple(domains.DOMAINS), dtype=("auto", "bf16", "fp32"))
+        require(self, "", threads=">= 0", vocab_size=">= 1", eval_batch_size=">= 1", max_new_tokens=">= 1",
+                eval_limit=">= 0", curve_limit=">= 0")
+        if self.resume and self.overwrite:
+            raise ValueError("--resume continues a run and --overwrite deletes it: give one of them")
 
 
 def preset(name: str) -> RunConfig:
@@ -218,6 +229,18 @@ class Pipeline:
         self.domain_cls = domain_cls
         self.load_tokenizer = getattr(domain_cls, "load_tokenizer", load_tokenizer)  # text domains: a BPE tokenizer
         self.init_dir: Path | None = None  # the pretrained model's HF directory (`pretrained.resolve`), once known
+        self.phases = rundir.RunDir(self.out)
+
+    def verify(self, hashes: dict[str, str] | None = None) -> dict[str, dict]:
+        """On resume, refuse when any phase's saved work was made with other options (or, given their hashes,
+        other examples); return every phase's fingerprint."""
+        fps = {phase: rundir.fingerprint(self.cfg, phase, (hashes or {}).get(phase, "")) for phase in OUTPUTS}
+        for phase, fp in fps.items():
+            finished, partial = OUTPUTS[phase]
+            if self.cfg.resume and any((self.out / p).exists() for p in (finished, *partial)):
+                self.phases.check(phase, fp, finished=(self.out / finished).exists(),
+                                  ignore=() if hashes else ("examples",))
+        return fps
 
     # ---- phases ------------------------------------------------------------
     def tokenizer(self):
@@ -258,9 +281,10 @@ class Pipeline:
     def mle(self, tok, train):
         d = self.out / "mle"
         if self.cfg.resume and (d / "model" / "config.json").is_file():
-            return models.load(d / "model").to(self.device)
+            return self.checked(models.load(d / "model"), tok, d / "model")
         resume = self.cfg.resume and load_trainer_state(d / "checkpoint") is not None
         model = self.trainable(lambda: self.initial_model(tok), d / "checkpoint", resume, self.cfg.mle.seed)
+        self.checked(model, tok, d / "checkpoint")
         console.print(f"[bold]MLE[/]: {models.num_params(model) / 1e6:.2f}M parameters "
                       f"({models.num_trainable(model) / 1e6:.2f}M trained), {len(train)} examples")
         return train_mle(model.to(self.device), tok, train, self.cfg.mle, d, autocast=self.amp, resume=resume)
@@ -268,7 +292,7 @@ class Pipeline:
     def rl(self, tok, start_model, domain, train, curve):
         d = self.out / "rl"
         if self.cfg.resume and (d / "model" / "config.json").is_file():
-            return models.load(d / "model").to(self.device)
+            return self.checked(models.load(d / "model"), tok, d / "model")
         resume = self.cfg.resume and load_trainer_state(d / "checkpoint") is not None
         # a copy: GRPO trains in place, and the MLE model is still needed after RL (e.g. the video domain's `finish`)
         policy = self.trainable(lambda: copy.deepcopy(start_model), d / "checkpoint", resume,
@@ -282,6 +306,11 @@ class Pipeline:
         console.print(f"[bold]RLVR[/]: {len(train)} prompts, reward {self.cfg.rl.reward}")
         return train_rl(policy, tok, domain, train, self.cfg.rl, d, autocast=self.amp, resume=resume,
                         evaluate_fn=curve_eval if curve else None)
+
+    def checked(self, model, tok, where: Path):
+        """A model (on the run's device) whose vocabulary holds every id of the run's tokenizer."""
+        models.check_vocab(model, len(tok), str(where))
+        return model.to(self.device)
 
     def context_size(self) -> int:
         """Positions the model has: the pretrained model's own, or the configured shape's."""
@@ -310,19 +339,35 @@ class Pipeline:
         A phase that picks up saved work (one of the `progress` paths exists, on --resume) adds to its
         earlier time; one that starts over starts from zero, so the total is what the results cost.
         """
-        path = self.out / "timings.json"
         carried = self.cfg.resume and any((self.out / p).exists() for p in progress)
         t0 = time.time()
         try:
             yield
         finally:
-            timings = json.loads(path.read_text()) if path.is_file() else {}
+            timings = self.timings()
             timings[phase] = round((timings.get(phase, 0.0) if carried else 0.0) + time.time() - t0, 1)
-            save_json(path, timings)
+            save_json(self.out / "timings.json", timings)
+
+    def timings(self) -> dict[str, float]:
+        """Seconds per phase so far; a damaged `timings.json` counts as empty (and says so)."""
+        path = self.out / "timings.json"
+        if not path.is_file():
+            return {}
+        try:
+            timings = json.loads(path.read_text())
+            if isinstance(timings, dict) and all(isinstance(v, (int, float)) for v in timings.values()):
+                return timings
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            pass
+        console.print(f"[yellow]{path} is damaged: the time spent before this invocation is not counted[/]")
+        return {}
 
     # ---- the whole job -----------------------------------------------------
     def run(self, command: str) -> dict:
+        """Check everything a user can get wrong, take the run directory, then run the phases."""
         cfg = self.cfg
+        check_writable(self.out, "--out")
+        check_writable(Path(cfg.results), "--results")
         self.domain_cls.check_data(cfg.data)  # fail on bad input before writing anything
         if cfg.rl.reward not in self.domain_cls.rewards:
             raise ValueError(f"unknown {cfg.domain} reward {cfg.rl.reward!r}; known: {', '.join(self.domain_cls.rewards)}")
@@ -330,8 +375,15 @@ class Pipeline:
             self.init_dir = pretrained.resolve(cfg.model.init_from)
             models.check_vocab(models.load(self.init_dir), len(self.load_tokenizer(self.init_dir)),
                                cfg.model.init_from)
-        self.out.mkdir(parents=True, exist_ok=True)
-        save_config(self.out, cfg)
+        rundir.prepare(self.out, cfg.resume, cfg.overwrite)  # refuses before the lock creates the directory
+        with rundir.Lock(self.out):
+            rundir.prepare(self.out, cfg.resume, cfg.overwrite)  # again, now that no other run can write here
+            self.phases.trust_unrecorded = cfg.resume and self.phases.stored() is None
+            return self.phases_in_order(command)
+
+    def phases_in_order(self, command: str) -> dict:
+        cfg = self.cfg
+        self.verify()  # the options alone, before anything in the directory is written
         if not cfg.resume:
             (self.out / "timings.json").unlink(missing_ok=True)
         if hasattr(self.domain_cls, "prepare"):  # e.g. collecting transitions with a real browser
@@ -341,6 +393,7 @@ class Pipeline:
             tok = self.tokenizer()
         domain = self.domain_cls(tok, cfg.data)
         train = domain.examples("train", stage="mle", seed=cfg.mle.seed)
+        rl_train = domain.examples("train", stage="rl", seed=cfg.rl.seed)
         test = domain.examples("test")
         check_context(self.context_size(), (train, cfg.rl.max_new_tokens), (test, cfg.max_new_tokens))
         n_test_split = len(test)
@@ -349,26 +402,53 @@ class Pipeline:
             test_indices = (balanced_indices if cfg.eval_balanced else subsample_indices)(test, cfg.eval_limit, seed=1)
             test = [test[i] for i in test_indices]
         curve = subsample(test, cfg.curve_limit, seed=2) if cfg.curve_limit else []
-        with self.timed("mle", "mle/model", "mle/checkpoint/trainer_state.pt"):
+        h = {"mle": rundir.examples_hash(train), "eval_mle": rundir.examples_hash(train, test),
+             "rl": rundir.examples_hash(train, rl_train), "eval_rlvr": rundir.examples_hash(train, rl_train, test)}
+        self.phases.record(self.verify(h))  # the examples too; then this run owns the directory
+        save_config(self.out, cfg)
+        with self.timed("mle", *PROGRESS["mle"]):
             mle_model = self.mle(tok, train)
-        with self.timed("eval_mle", "eval_mle.json"):
+        with self.timed("eval_mle", *PROGRESS["eval_mle"]):
             mle_eval = self.final_eval("mle", mle_model, domain, test)
-        rl_train = domain.examples("train", stage="rl", seed=cfg.rl.seed)
-        with self.timed("rl", "rl/model", "rl/checkpoint/trainer_state.pt"):
+        with self.timed("rl", *PROGRESS["rl"]):
             rl_model = self.rl(tok, mle_model, domain, rl_train, curve)
-        with self.timed("eval_rlvr", "eval_rlvr.json"):
+        with self.timed("eval_rlvr", *PROGRESS["eval_rlvr"]):
             rl_eval = self.final_eval("rlvr", rl_model, domain, test)
         extra = {}
         if hasattr(domain, "finish"):  # e.g. the video domain's real-footage evaluation and pictures
             with self.timed("finish"):
                 extra = domain.finish(self, test, mle_model, rl_model, mle_eval, rl_eval)
-        timings = json.loads((self.out / "timings.json").read_text())
+        timings = self.timings()
         results = report.build(cfg, command=command, timings=timings, params=models.num_params(rl_model),
                                mle=mle_eval, rlvr=rl_eval, out=self.out, n_train=len(train), n_rl=len(rl_train),
                                n_test_split=n_test_split, test_indices=test_indices)
         results.update(extra)
         report.write(Path(cfg.results), results, self.out)
         return results
+
+
+# Each phase's outputs: the one a finished phase leaves, and those an interrupted one leaves behind.
+OUTPUTS = {
+    "tokenizer": ("tokenizer", ()),
+    "mle": ("mle/model/config.json", ("mle/checkpoint", "mle/checkpoint.old")),
+    "eval_mle": ("eval_mle.json", ()),
+    "rl": ("rl/model/config.json", ("rl/checkpoint", "rl/checkpoint.old")),
+    "eval_rlvr": ("eval_rlvr.json", ()),
+}
+PROGRESS = {phase: (finished, *partial) for phase, (finished, partial) in OUTPUTS.items()}
+
+
+def check_writable(path: Path, option: str) -> None:
+    """A one-line error now, not after hours of work, when `path` cannot be written."""
+    if path.exists() and (path.is_dir() != (option == "--out")):
+        raise ValueError(f"{option} {path} is a {'directory' if path.is_dir() else 'file'}")
+    parent = path if path.is_dir() else path.parent
+    while not parent.exists():
+        parent = parent.parent
+    try:
+        tempfile.TemporaryFile(dir=parent).close()  # the one sure test, root included
+    except OSError as e:
+        raise ValueError(f"{option} {path}: cannot write into {parent} ({e.strerror or e})") from None
 
 
 def check_context(context: int, *example_sets) -> None:

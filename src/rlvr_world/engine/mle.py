@@ -17,8 +17,9 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..config import require
 from ..progress import advance, bar
-from .checkpoint import GracefulStop, MetricLog, load_trainer_state, save_model
+from .checkpoint import GracefulStop, MetricLog, check_finite, load_trainer_state, save_model
 from .domain import Example
 from .models import merged
 from .sequences import make_batch, token_logprobs
@@ -37,6 +38,10 @@ class MLEConfig:
     grad_clip: float = 1.0  # gradient-norm clipping
     save_every: int = 200  # steps between checkpoints
     seed: int = 0  # data order and initialisation
+
+    def __post_init__(self):
+        require(self, "mle.", epochs="> 0", lr="> 0", min_lr_ratio="in [0, 1]", warmup_steps=">= 0",
+                weight_decay=">= 0", batch_tokens=">= 1", grad_clip="> 0", save_every=">= 1")
 
 
 def plan_batches(lengths: Sequence[int], batch_tokens: int, epochs: float, seed: int) -> list[list[int]]:
@@ -127,6 +132,8 @@ def train_mle(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            check_finite("MLE", step + 1, f"lower --mle.lr (now {cfg.lr:g})",
+                         loss=loss.item(), gradient_norm=gnorm.item())
             opt.step()
             row = {"step": step + 1, "loss": loss.item(), "lr": opt.param_groups[0]["lr"], "grad_norm": gnorm.item(),
                    "target_tokens": n_tok, "step_s": time.perf_counter() - t0}

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
+from ..config import require
 from .kernels import accelerate, forget_packed
 
 
@@ -37,8 +38,11 @@ class ModelConfig:
     lora_alpha: float = 16.0  # LoRA scale numerator (the update is alpha / rank * B A)
 
     def __post_init__(self):
-        if self.lora_rank < 0:
-            raise ValueError(f"model.lora_rank must be >= 0, got {self.lora_rank}")
+        require(self, "model.", hidden_size=">= 1", num_layers=">= 1", num_heads=">= 1", intermediate_size=">= 0",
+                max_positions=">= 1", lora_rank=">= 0", lora_alpha="> 0")
+        if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 2:
+            raise ValueError(f"--model.hidden-size ({self.hidden_size}) must be an even multiple of --model.num-heads "
+                             f"({self.num_heads}): each head's width must be even for rotary positions")
 
 
 class ModelError(ValueError):

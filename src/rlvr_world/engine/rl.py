@@ -25,9 +25,10 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..config import require, require_choice
 from ..device import generator
 from ..progress import advance, bar
-from .checkpoint import GracefulStop, MetricLog, load_trainer_state, save_model
+from .checkpoint import GracefulStop, MetricLog, check_finite, load_trainer_state, save_model
 from .domain import Domain, Example
 from .grpo import group_advantages, grpo_loss, token_advantages
 from .models import has_lora, merged, reference_mode
@@ -61,10 +62,10 @@ class RLConfig:
     baseline: str = "group"
 
     def __post_init__(self):
-        if self.credit not in ("sequence", "token"):
-            raise ValueError(f"unknown credit {self.credit!r}; known: sequence, token")
-        if self.baseline not in ("group", "greedy"):
-            raise ValueError(f"unknown baseline {self.baseline!r}; known: group, greedy")
+        require_choice(self, "rl.", credit=("sequence", "token"), baseline=("group", "greedy"))
+        require(self, "rl.", steps=">= 1", prompts_per_step=">= 1", group_size=">= 2", lr="> 0", kl_coef=">= 0",
+                clip_eps="> 0", grad_clip="> 0", temperature="> 0", top_k=">= 0", top_p="in (0, 1]",
+                max_new_tokens=">= 1", micro_batch_size=">= 1", eval_every=">= 0", save_every=">= 1")
 
 
 @dataclass
@@ -175,7 +176,7 @@ def reference_logprobs(policy, ref, prompts, responses, pad_id: int, autocast) -
         return group_logprobs(ref if ref is not None else policy, prompts, responses, pad_id, autocast=autocast)[0]
 
 
-def update(policy, ref, opt, ro: Rollouts, cfg: RLConfig, pad_id: int, autocast) -> dict[str, float]:
+def update(policy, ref, opt, ro: Rollouts, cfg: RLConfig, pad_id: int, autocast, step: int = 0) -> dict[str, float]:
     # ---- loss + step -----------------------------------------------------
     G = cfg.group_size
     total_tokens = int(trained_mask(ro.responses, ro.given, max(1, max(map(len, ro.responses)))).sum())
@@ -196,6 +197,8 @@ def update(policy, ref, opt, ro: Rollouts, cfg: RLConfig, pad_id: int, autocast)
             metrics[k] += v
         ent_sum += float((entropy * mask).sum())
     gnorm = torch.nn.utils.clip_grad_norm_([p for p in policy.parameters() if p.requires_grad], cfg.grad_clip)
+    check_finite("RL", step, f"lower --rl.lr (now {cfg.lr:g})",
+                 loss=metrics.get("loss/total", 0.0), gradient_norm=gnorm.item())
     opt.step()
     metrics["policy/entropy"] = ent_sum / max(1, total_tokens)
     metrics["policy/grad_norm"] = gnorm.item()
@@ -242,7 +245,7 @@ def train_rl(
             policy.eval()  # no dropout in rollouts or in the update
             ro = collect(policy, domain, [examples[i] for i in plan[step]], cfg, step, autocast)
             t_sample = time.perf_counter() - t0
-            m = update(policy, ref, opt, ro, cfg, domain.pad_id, autocast)
+            m = update(policy, ref, opt, ro, cfg, domain.pad_id, autocast, step + 1)
             row = {"step": step + 1, "reward/mean": ro.rewards.mean().item(), **ro.parts, **m,
                    "response/length": sum(map(len, ro.responses)) / len(ro.responses),
                    "response/finished_frac": ro.finished.float().mean().item(),

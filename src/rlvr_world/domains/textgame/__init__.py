@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ...config import require
 from ..textdomain import TextDomain
 from . import reward
 from .data import Transition, load_split, select_games
@@ -20,6 +21,10 @@ class TextGameData:
     max_prompt_tokens: int = 1536  # longer training prompts are skipped (test prompts never are)
     mle_unchanged_ratio: float = 1.0  # unchanged transitions kept per changing one for MLE (-1: all)
     rl_unchanged_ratio: float = 1.0  # unchanged transitions kept per changing one for RL (-1: all)
+
+    def __post_init__(self):
+        require(self, "data.", max_prompt_tokens=">= 1", mle_unchanged_ratio=">= 0, or -1 for all",
+                rl_unchanged_ratio=">= 0, or -1 for all")
 
 
 class TextGameDomain(TextDomain):

@@ -40,7 +40,7 @@ class Transition:
 
 def _transition(row: dict) -> Transition:
     cur, tick = row["current_state"], row["tick_state"]
-    return Transition(
+    t = Transition(
         game=row["game"],
         state_id=str(row["state_id"]),
         task=cur.get("taskDesc", ""),
@@ -51,6 +51,20 @@ def _transition(row: dict) -> Transition:
         next_score=row["next_score_state"],
         max_uuid=int(cur.get("max_UUID", 0)),
     )
+    if not all(isinstance(x, str) for x in (t.game, t.task, t.action)):
+        raise TypeError("game, taskDesc and lastAction must be strings")
+    if not isinstance(t.score, dict) or not isinstance(t.next_score, dict):
+        raise TypeError("the score states must be objects")
+    for objects in (t.objects, t.next_objects):
+        if not isinstance(objects, list) or not all(_is_object(o) for o in objects):
+            raise TypeError("objects must be a list of objects, each with a uuid, a properties object "
+                            "and a contains list")
+    return t
+
+
+def _is_object(o) -> bool:
+    return (isinstance(o, dict) and isinstance(o.get("uuid"), (int, str)) and isinstance(o.get("properties", {}), dict)
+            and isinstance(o.get("contains", []), list))
 
 
 def read_jsonl(path: str | Path) -> list[Transition]:
@@ -67,7 +81,7 @@ def read_jsonl(path: str | Path) -> list[Transition]:
                     out.append(_transition(json.loads(line)))
     except (OSError, EOFError, UnicodeDecodeError) as e:
         raise DataError(f"cannot read {path}: {e}") from e
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
         raise DataError(f"{path}, line {lineno}: not a text-game transition ({type(e).__name__}: {e})") from e
     if not out:
         raise DataError(f"{path} holds no transitions")

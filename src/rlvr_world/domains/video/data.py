@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ...cache import cache_file
+from ...config import require
 
 DATA = Path(__file__).parent / "data"
 BRIDGE_XYZ_SCALE = 0.03  # metres of end-effector motion that map to action 1.0
@@ -59,6 +60,13 @@ class VideoData:
     rl_settings: str = "single_step,multi_step"  # which settings' training examples RL samples prompts from
     bridge_rl_steps: int = 0  # RLVR steps on the real Bridge training episodes after that fine-tuning (0: none)
     lpips: str = ""  # a local LPIPS (AlexNet) weights file: adds the lpips metric and the mae_lpips reward
+
+    def __post_init__(self):
+        require(self, "data.", episodes_per_task=">= 1", steps=">= 1", test_fraction="in (0, 1)", context=">= 1",
+                horizon=">= 1", stride=">= 1", action_bins=">= 2", grid=">= 1", tokenizer_steps=">= 1",
+                bridge_finetune_epochs=">= 0", bridge_rl_steps=">= 0")
+        self.rl_setting_list()
+        self.level_list()
 
     def sim_config(self):
         from .simulate import SimConfig

@@ -16,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 
 from ...cache import cache_file
+from ...config import require, require_choice
 from .acctree import Diff, diff, renumber
 from .collect import TASKS, CollectConfig
 
@@ -49,6 +50,12 @@ class WebData:
     max_prompt_tokens: int = 1536  # longer training prompts are skipped (test prompts never are)
     mle_unchanged_ratio: float = -1.0  # unchanged transitions kept per changing one for MLE (-1: all)
     rl_unchanged_ratio: float = 0.25  # unchanged transitions kept per changing one for RL (-1: all)
+
+    def __post_init__(self):
+        require_choice(self, "data.", diff_rule=("aligned", "wma"), ids=("dense", "browser"))
+        require(self, "data.", episodes_per_task=">= 1", max_steps=">= 1", scripted_prob="in [0, 1]",
+                test_fraction="in (0, 1)", max_prompt_tokens=">= 1", mle_unchanged_ratio=">= 0, or -1 for all",
+                rl_unchanged_ratio=">= 0, or -1 for all")
 
     def collect_config(self) -> CollectConfig:
         return CollectConfig(tasks=self.tasks or list(TASKS), episodes_per_task=self.episodes_per_task,
