@@ -41,16 +41,19 @@ class EvalConfig:
 
 def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The command line; `run` offers the options of the preset named in `argv` (its domain's data options)."""
-    from .pipeline import PRESETS, preset
+    from .pipeline import PRESETS, preset, preset_for
 
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--preset", default="default")
-    name = pre.parse_known_args(argv)[0].preset
+    pre.add_argument("--preset")
+    pre.add_argument("--domain")
+    known = pre.parse_known_args(argv)[0]
+    name = preset_for(known.preset, known.domain)
 
     p = OneLineParser(prog="rlvr-world", description="World models post-trained with RLVR.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     run = sub.add_parser("run", help="tokenizer -> MLE -> RLVR -> evaluation -> results")
-    run.add_argument("--preset", choices=PRESETS, default="default", help="named configuration (default: default)")
+    run.add_argument("--preset", choices=PRESETS, default=None,
+                     help="named configuration (default: the --domain's own, else default)")
     add_options(run, preset(name if name in PRESETS else "default"))
     ev = sub.add_parser("eval", help="greedy evaluation of a saved model")
     add_options(ev, EvalConfig())
@@ -62,9 +65,10 @@ def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from .pipeline import Pipeline, command_line, preset
+    from .pipeline import Pipeline, command_line, preset, preset_for
 
-    cfg = apply_overrides(preset(args.preset), args, skip=("command", "preset"))
+    cfg = apply_overrides(preset(preset_for(args.preset, getattr(args, "domain", None))), args,
+                          skip=("command", "preset"))
     res = Pipeline(cfg).run(command_line())
     from .report import markdown
 

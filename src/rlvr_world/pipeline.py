@@ -27,6 +27,7 @@ from .engine.evaluate import evaluate
 from .engine.mle import MLEConfig, train_mle
 from .engine.models import ModelConfig
 from .engine.rl import RLConfig, train_rl
+from .domains.jsonl import JsonlData
 from .domains.textgame import TextGameData
 from .domains.video import VideoData
 from .domains.web import WebData
@@ -53,7 +54,7 @@ class RunConfig:
     eval_limit: int = 0  # test examples in the final evaluations (0: all)
     eval_balanced: bool = False  # with eval_limit: as many test examples from each group (e.g. changed, unchanged)
     curve_limit: int = 150  # test examples in the evaluations during RL
-    data: TextGameData | WebData | VideoData = field(default_factory=TextGameData)  # the domain's data options
+    data: TextGameData | WebData | VideoData | JsonlData = field(default_factory=TextGameData)  # the domain's data options
     model: ModelConfig = field(default_factory=ModelConfig)
     mle: MLEConfig = field(default_factory=MLEConfig)
     rl: RLConfig = field(default_factory=RLConfig)
@@ -206,11 +207,25 @@ def preset(name: str) -> RunConfig:
                         eval_every=1, save_every=1, lr=1e-3),
             eval_limit=6, curve_limit=2, max_new_tokens=64, eval_batch_size=8,
         )
+    if name == "jsonl":  # your own transitions (--data.train-path, --data.test-path); a small model from scratch
+        return RunConfig(
+            domain="jsonl", out="runs/jsonl", results="results/jsonl.json", data=JsonlData(),
+            mle=MLEConfig(epochs=4.0, lr=2e-3),
+            rl=RLConfig(reward="diff_f1", steps=50, prompts_per_step=8, group_size=8, micro_batch_size=32,
+                        eval_every=25),
+            curve_limit=100,
+        )
     raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
 
 
 PRESETS = ("default", "full", "textgame-pretrained", "tiny", "web", "web-full", "web-pretrained", "web-tiny", "video",
-           "video-full", "video-tiny")
+           "video-full", "video-tiny", "jsonl")
+DOMAIN_PRESETS = {"textgame": "default", "web": "web", "video": "video", "jsonl": "jsonl"}  # `--domain X` alone
+
+
+def preset_for(name: str | None, domain: str | None) -> str:
+    """The preset a command line asks for: the one named, else its `--domain`'s own, else `default`."""
+    return name or DOMAIN_PRESETS.get(domain or "", "default")
 
 
 class Pipeline:
@@ -373,11 +388,14 @@ class Pipeline:
             raise ValueError(f"unknown {cfg.domain} reward {cfg.rl.reward!r}; known: {', '.join(self.domain_cls.rewards)}")
         if cfg.model.init_from:
             self.init_dir = pretrained.resolve(cfg.model.init_from)
-            models.check_vocab(models.load(self.init_dir), len(self.load_tokenizer(self.init_dir)),
-                               cfg.model.init_from)
-        rundir.prepare(self.out, cfg.resume, cfg.overwrite)  # refuses before the lock creates the directory
+            vocab = json.loads((self.init_dir / "config.json").read_text()).get("vocab_size", 0)
+            if vocab < len(self.load_tokenizer(self.init_dir)):
+                raise models.ModelError(f"model vocabulary ({vocab}) is smaller than its tokenizer's "
+                                        f"({len(self.load_tokenizer(self.init_dir))}) in {cfg.model.init_from}")
+        results = Path(cfg.results)
+        rundir.prepare(self.out, cfg.resume, cfg.overwrite, results)  # refuses before the lock creates the directory
         with rundir.Lock(self.out):
-            rundir.prepare(self.out, cfg.resume, cfg.overwrite)  # again, now that no other run can write here
+            rundir.prepare(self.out, cfg.resume, cfg.overwrite, results)  # again, now that no other run writes here
             self.phases.trust_unrecorded = cfg.resume and self.phases.stored() is None
             return self.phases_in_order(command)
 

@@ -36,7 +36,7 @@ HARMLESS = ("mle.save_every", "rl.save_every", "rl.eval_every")
 EXTENDABLE = ("rl.steps",)
 # What a run writes into its directory (`--overwrite` clears these and nothing else).
 RUN_FILES = ("config.json", "phases.json", "timings.json", "results.json", "results.md", "results.png",
-             "eval_mle.json", "eval_rlvr.json", "tokenizer", "mle", "rl")
+             "eval_mle.json", "eval_rlvr.json", "tokenizer", "mle", "rl", "bridge")
 
 
 class RunDirError(ValueError):
@@ -130,8 +130,9 @@ class RunDir:
         save_json(self.path, fingerprints)
 
 
-def prepare(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse a fresh run into a directory that holds anything, unless asked to overwrite a run's outputs."""
+def prepare(out: Path, resume: bool, overwrite: bool, results: Path) -> None:
+    """Refuse a fresh run into a directory that holds anything, unless asked to overwrite a run's outputs
+    (those in RUN_FILES, and the results file with what goes beside it when `results` lies in `out`)."""
     if out.exists() and not out.is_dir():
         raise RunDirError(f"--out {out} is a file, not a directory")
     if resume or not out.is_dir():
@@ -142,7 +143,9 @@ def prepare(out: Path, resume: bool, overwrite: bool) -> None:
     if not overwrite:
         raise RunDirError(f"{out} already holds a run: continue it with --resume, start over with --overwrite, "
                           f"or use another --out")
-    foreign = sorted(set(entries) - set(RUN_FILES) - {n + ".tmp" for n in RUN_FILES})
+    beside = results.stem if results.parent.resolve() == out.resolve() else None
+    foreign = sorted(n for n in set(entries) - set(RUN_FILES) - {n + ".tmp" for n in RUN_FILES}
+                     if not (beside and n.startswith(beside)))
     if foreign:
         raise RunDirError(f"{out} holds files no run writes ({', '.join(foreign[:3])}): not clearing it; "
                           f"use another --out")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from . import textgame, video, web
+from . import jsonl, textgame, video, web
 
 # name -> (domain class, its data-options dataclass, tokenizer factory)
 DOMAINS = {
     "textgame": (textgame.TextGameDomain, textgame.TextGameData, textgame.TextGameDomain.make_tokenizer),
     "web": (web.WebDomain, web.WebData, web.WebDomain.make_tokenizer),
     "video": (video.VideoDomain, video.VideoData, video.VideoDomain.make_tokenizer),
+    "jsonl": (jsonl.JsonlDomain, jsonl.JsonlData, jsonl.JsonlDomain.make_tokenizer),
 }
 
 

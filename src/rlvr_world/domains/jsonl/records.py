@@ -1,0 +1,254 @@
+"""Your own transitions: JSON-lines records of `{state, action, next_state}`, their responses and rewards.
+
+A state is a string or a JSON object (the same kind in every record). The
+model answers a string state with the whole next state, and a JSON-object
+state with the difference of its top-level fields,
+`{"set": {field: new value, ...}, "unset": [removed field, ...]}`, which is
+applied to the state to get the prediction. Every reward compares the
+predicted next state with the real one and lies in [0, 1]:
+
+- `exact`: 1 when the prediction equals the next state.
+- `field_accuracy`: the share of fields (of either state) whose values agree;
+  the fields of a string state are its lines, by position.
+- `diff_f1`: F1 of the predicted changes against the real ones (set and
+  removed fields; for strings, added and removed lines); 1 when both are empty.
+- `line_f1`: F1 of the predicted next state's lines against the real ones
+  (a JSON object is one `"field": value` line per field), as the web domain's
+  reward counts lines.
+
+Rewards never raise: a response that cannot be read scores 0 with
+`parts["why"]`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class DataError(ValueError):
+    """A records file that is missing or malformed (the message names the file and line)."""
+
+
+@dataclass
+class Record:
+    state: str | dict
+    action: str
+    next_state: str | dict
+
+    @property
+    def changed(self) -> bool:
+        return self.state != self.next_state
+
+    @property
+    def structured(self) -> bool:
+        return isinstance(self.state, dict)
+
+
+def dumps(x: Any) -> str:
+    return json.dumps(x, separators=(",", ":"), ensure_ascii=False)
+
+
+def read_records(path: str | Path) -> list[Record]:
+    """Records of a (gzipped) JSON-lines file, or a DataError naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    opener = gzip.open if path.suffix == ".gz" else open
+    out: list[Record] = []
+    lineno = 0
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if line.strip():
+                    out.append(_record(json.loads(line)))
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read {path}: {e}") from None
+    except (ValueError, TypeError) as e:
+        raise DataError(f"{path}, line {lineno}: {e}") from None
+    if not out:
+        raise DataError(f"{path} holds no records")
+    kinds = {r.structured for r in out}
+    if len(kinds) > 1:
+        first = next(i for i, r in enumerate(out, 1) if r.structured != out[0].structured)
+        raise DataError(f"{path}: the states of record 1 and record {first} are of different kinds "
+                        f"(a string and a JSON object): use one kind in a file")
+    return out
+
+
+def _record(row: Any) -> Record:
+    if not isinstance(row, dict):
+        raise TypeError("a record must be a JSON object with state, action and next_state")
+    missing = [k for k in ("state", "action", "next_state") if k not in row]
+    if missing:
+        raise TypeError(f"the record has no {', '.join(missing)}")
+    state, action, nxt = row["state"], row["action"], row["next_state"]
+    for name, value in (("state", state), ("next_state", nxt)):
+        if not isinstance(value, (str, dict)):
+            raise TypeError(f"{name} must be a string or a JSON object, not {type(value).__name__}")
+    if type(state) is not type(nxt):
+        raise TypeError("state and next_state must be of the same kind (both strings or both JSON objects)")
+    return Record(state, action if isinstance(action, str) else dumps(action), nxt)
+
+
+# ---- prompts and responses ---------------------------------------------------------------------------------------
+
+def state_text(state: str | dict) -> str:
+    return state if isinstance(state, str) else dumps(state)
+
+
+def prompt_text(r: Record) -> str:
+    return f"state:\n{state_text(r.state)}\naction: {r.action}\nnext:\n"
+
+
+def state_diff(state: dict, nxt: dict) -> dict:
+    return {"set": {k: v for k, v in nxt.items() if k not in state or state[k] != v},
+            "unset": [k for k in state if k not in nxt]}
+
+
+def target_text(r: Record) -> str:
+    return dumps(state_diff(r.state, r.next_state)) if r.structured else r.next_state
+
+
+def predicted_state(text: str, r: Record) -> tuple[str | dict | None, str]:
+    """The next state a response predicts, or None and why it cannot be read."""
+    if not isinstance(text, str):
+        return None, "not text"
+    if not r.structured:
+        return text, ""
+    try:
+        diff = json.loads(text)
+    except (ValueError, RecursionError):
+        return None, "not JSON"
+    if not isinstance(diff, dict) or not isinstance(diff.get("set", {}), dict) \
+            or not isinstance(diff.get("unset", []), list):
+        return None, "not a difference ({\"set\": {...}, \"unset\": [...]})"
+    unset = {k for k in diff.get("unset", []) if isinstance(k, str)}
+    return {**{k: v for k, v in r.state.items() if k not in unset}, **diff.get("set", {})}, ""
+
+
+# ---- rewards -----------------------------------------------------------------------------------------------------
+
+def _fields(state: str | dict) -> dict:
+    return state if isinstance(state, dict) else dict(enumerate(state.splitlines()))
+
+
+def _lines(state: str | dict) -> Counter:
+    if isinstance(state, dict):
+        return Counter(f"{json.dumps(k)}: {dumps(v)}" for k, v in state.items())
+    return Counter(state.splitlines())
+
+
+def _changes(before: str | dict, after: str | dict) -> Counter:
+    if isinstance(before, dict):
+        d = state_diff(before, after)
+        return Counter([f"set {json.dumps(k)}: {dumps(v)}" for k, v in d["set"].items()]
+                       + [f"unset {json.dumps(k)}" for k in d["unset"]])
+    a, b = _lines(before), _lines(after)
+    return Counter({f"+{k}": v for k, v in (b - a).items()}) + Counter({f"-{k}": v for k, v in (a - b).items()})
+
+
+def f1(pred: Counter, true: Counter) -> float:
+    """F1 of two multisets; 1 when both are empty."""
+    if not pred and not true:
+        return 1.0
+    hits = sum((pred & true).values())
+    return 2 * hits / (sum(pred.values()) + sum(true.values()))
+
+
+def _scorer(measure):
+    def reward(text: str, r: Record) -> tuple[float, dict[str, Any]]:
+        try:
+            pred, why = predicted_state(text, r)
+            if pred is None:
+                return 0.0, {"parsed": 0.0, "why": why}
+            value = float(measure(pred, r))
+        except Exception as e:  # noqa: BLE001 - model output must never crash a run
+            return 0.0, {"parsed": 0.0, "why": f"unusable response ({type(e).__name__})"}
+        return value, {"parsed": 1.0}
+    reward.__doc__ = measure.__doc__
+    return reward
+
+
+def _exact(pred, r: Record) -> float:
+    """1 when the predicted next state equals the real one."""
+    if isinstance(pred, str):
+        return float(pred.strip() == r.next_state.strip())
+    return float(pred == r.next_state)
+
+
+def _field_accuracy(pred, r: Record) -> float:
+    """The share of fields of either state whose values agree."""
+    p, t = _fields(pred), _fields(r.next_state)
+    keys = set(p) | set(t)
+    return sum(k in p and k in t and p[k] == t[k] for k in keys) / len(keys) if keys else 1.0
+
+
+def _diff_f1(pred, r: Record) -> float:
+    """F1 of the predicted changes against the real ones."""
+    return f1(_changes(r.state, pred), _changes(r.state, r.next_state))
+
+
+def _line_f1(pred, r: Record) -> float:
+    """F1 of the predicted next state's lines against the real ones."""
+    return f1(_lines(pred), _lines(r.next_state))
+
+
+REWARDS = {"exact": _scorer(_exact), "field_accuracy": _scorer(_field_accuracy), "diff_f1": _scorer(_diff_f1),
+           "line_f1": _scorer(_line_f1)}
+
+
+def user_reward(spec: str):
+    """The reward `module:function` names: `function(predicted next state, record) -> (value, parts)`.
+
+    It is called only on responses that can be read (others score 0). It is
+    imported when the run starts, so a wrong name is one line before any work.
+    """
+    import importlib
+    import math
+    import os
+    import sys
+
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ValueError(f"a reward of your own is named module:function, got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())  # the user's own module, next to their data
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"cannot load the reward {spec}: {e}") from None
+
+    def reward(text: str, r: Record) -> tuple[float, dict[str, Any]]:
+        pred, why = predicted_state(text, r)
+        if pred is None:
+            return 0.0, {"parsed": 0.0, "why": why}
+        value, parts = fn(pred, r)
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"the reward {spec} returned {value}")
+        return value, {"parsed": 1.0, **{k: float(v) for k, v in dict(parts).items() if isinstance(v, (int, float))}}
+
+    reward.__doc__ = fn.__doc__
+    return reward
+
+
+class RewardTable(dict):
+    """The built-in rewards, and any `module:function` of your own, loaded when first named."""
+
+    def __contains__(self, name) -> bool:
+        if super().__contains__(name):
+            return True
+        if isinstance(name, str) and ":" in name:
+            self[name] = user_reward(name)
+            return True
+        return False
+
+    def __missing__(self, name):
+        if name in self:
+            return dict.__getitem__(self, name)
+        raise KeyError(name)

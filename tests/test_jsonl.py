@@ -1,0 +1,114 @@
+"""Bring your own transitions: the jsonl domain's records, rewards and a run on a file the test writes."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+
+from rlvr_world.domains.jsonl.records import REWARDS, DataError, Record, RewardTable, read_records, target_text
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def test_json_states_are_answered_with_a_difference_and_scored():
+    r = Record({"lamp": "off", "door": "closed", "dog": "sleeps"}, "switch the lamp on",
+               {"lamp": "on", "door": "closed"})
+    assert json.loads(target_text(r)) == {"set": {"lamp": "on"}, "unset": ["dog"]}
+    right = target_text(r)
+    for name in REWARDS:
+        assert REWARDS[name](right, r) == (1.0, {"parsed": 1.0}), name
+    half = json.dumps({"set": {"lamp": "on"}, "unset": []})  # forgot that the dog left
+    assert REWARDS["exact"](half, r)[0] == 0.0
+    assert REWARDS["field_accuracy"](half, r)[0] == pytest.approx(2 / 3)  # lamp, door right; dog should be gone
+    assert REWARDS["diff_f1"](half, r)[0] == pytest.approx(2 * 1 / (1 + 2))
+    assert REWARDS["line_f1"](half, r)[0] == pytest.approx(2 * 2 / (3 + 2))
+    for bad in ("no json", "[1, 2]", '{"set": 3}', None, '{"set": {"a": 1}, "unset": "dog"}'):
+        value, parts = REWARDS["diff_f1"](bad, r)
+        assert value == 0.0 and parts["parsed"] == 0.0 and parts["why"]
+
+
+def test_text_states_are_answered_whole_and_scored_by_line():
+    r = Record("a\nb\nc", "drop b", "a\nc")
+    assert target_text(r) == "a\nc"
+    assert REWARDS["exact"]("a\nc\n", r)[0] == 1.0
+    assert REWARDS["line_f1"]("a\nb\nc", r)[0] == pytest.approx(2 * 2 / (3 + 2))
+    assert REWARDS["diff_f1"]("a\nb\nc", r)[0] == 0.0  # predicted no change: the real change (-b) missed
+    assert REWARDS["diff_f1"]("a\nc", r)[0] == 1.0
+    assert REWARDS["field_accuracy"]("a\nx", r)[0] == 0.5  # lines by position
+
+
+def test_malformed_records_name_the_file_and_line(tmp_path):
+    path = tmp_path / "data.jsonl"
+    good = json.dumps({"state": "s", "action": "a", "next_state": "t"})
+    for bad, message in (("{not json", "line 2"), (json.dumps({"state": "s", "action": "a"}), "no next_state"),
+                         (json.dumps({"state": 3, "action": "a", "next_state": "t"}), "string or a JSON object"),
+                         (json.dumps({"state": {}, "action": "a", "next_state": "t"}), "same kind"),
+                         ("[1]", "JSON object")):
+        path.write_text(good + "\n" + bad + "\n")
+        with pytest.raises(DataError, match=message) as e:
+            read_records(path)
+        assert "data.jsonl" in str(e.value) and "line 2" in str(e.value)
+    path.write_text(good + "\n" + json.dumps({"state": {}, "action": "a", "next_state": {}}) + "\n")
+    with pytest.raises(DataError, match="different kinds"):
+        read_records(path)
+    with pytest.raises(DataError, match="not found"):
+        read_records(tmp_path / "nope.jsonl")
+
+
+def test_a_reward_of_your_own(tmp_path, monkeypatch):
+    (tmp_path / "myreward.py").write_text(
+        "def lamp_right(pred, record):\n"
+        "    return float(pred.get('lamp') == record.next_state.get('lamp')), {'lamp': 1.0}\n")
+    monkeypatch.chdir(tmp_path)
+    table = RewardTable(REWARDS)
+    assert "myreward:lamp_right" in table and "nope" not in table
+    r = Record({"lamp": "off"}, "on", {"lamp": "on"})
+    assert table["myreward:lamp_right"](target_text(r), r) == (1.0, {"parsed": 1.0, "lamp": 1.0})
+    assert table["myreward:lamp_right"]("junk", r)[0] == 0.0
+    with pytest.raises(ValueError, match="cannot load the reward"):
+        "myreward:missing" in table
+
+
+def lamp_world(n: int, seed: int) -> list[dict]:
+    """A tiny environment: a lamp and a door; actions toggle one of them or do nothing."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        state = {"lamp": rng.choice(["on", "off"]), "door": rng.choice(["open", "closed"])}
+        action = rng.choice(["press switch", "push door", "wait"])
+        nxt = dict(state)
+        if action == "press switch":
+            nxt["lamp"] = {"on": "off", "off": "on"}[state["lamp"]]
+        elif action == "push door":
+            nxt["door"] = {"open": "closed", "closed": "open"}[state["door"]]
+        out.append({"state": state, "action": action, "next_state": nxt})
+    return out
+
+
+def test_run_on_your_own_jsonl_file(tmp_path):
+    for split, n, seed in (("train", 300, 0), ("test", 40, 1)):
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lamp_world(n, seed)))
+    (tmp_path / "myreward.py").write_text(
+        "def lamp(pred, record):\n    return float(pred == record.next_state), {}\n")
+    out = tmp_path / "run"
+    args = ["run", "--domain", "jsonl", "--data.train-path", "train.jsonl", "--data.test-path", "test.jsonl",
+            "--out", str(out), "--results", str(out / "results.json"), "--threads", "1", "--vocab-size", "300",
+            "--model.hidden-size", "64", "--model.num-layers", "2", "--model.num-heads", "2",
+            "--mle.epochs", "20", "--mle.lr", "1e-2", "--mle.batch-tokens", "2000", "--mle.warmup-steps", "2", "--rl.steps", "2",
+            "--rl.prompts-per-step", "4", "--rl.group-size", "4", "--rl.max-new-tokens", "32", "--rl.reward",
+            "myreward:lamp", "--max-new-tokens", "32", "--curve-limit", "0"]
+    p = subprocess.run([sys.executable, "-m", "rlvr_world.cli", *args], cwd=tmp_path, env=ENV, capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    assert res["domain"] == "jsonl" and res["n_test"] == 40 and res["reward"] == "myreward:lamp"
+    assert set(res["mle"]) == {"unchanged", "changed", "overall"}
+    assert res["mle"]["overall"] > 50  # a world this small is learned in a few epochs
+    rows = [json.loads(l) for l in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
+    assert len([r for r in rows if "reward/mean" in r]) == 2
+    bad = subprocess.run([sys.executable, "-m", "rlvr_world.cli", "run", "--domain", "jsonl", "--out",
+                          str(tmp_path / "x")], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "--data.train-path" in bad.stderr and not (tmp_path / "x").exists()
