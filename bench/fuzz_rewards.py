@@ -61,7 +61,7 @@ from rlvr_world.domains.video.lpips import LPIPS
 from rlvr_world.domains.video.metrics import BEST_REWARD, WORST_REWARD
 from rlvr_world.domains.web import WebData, WebDomain
 from rlvr_world.engine.checkpoint import save_json
-from rlvr_world.pipeline import PRESETS, preset
+from rlvr_world.runconfig import preset, presets
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB_RECORDS = ROOT / "tests" / "fixtures" / "web" / "miniwob-sample.jsonl.gz"
@@ -428,7 +428,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
 
-    configs = {name: preset(name) for name in PRESETS}
+    configs = {name: preset(name) for name in presets()}
     max_tokens = max(max(c.max_new_tokens, c.rl.max_new_tokens) for c in configs.values())
     largest = [name for name, c in configs.items() if max(c.max_new_tokens, c.rl.max_new_tokens) == max_tokens]
     texts, tokenizers = text_domains(args.vocab, args.seed, n_games=200)

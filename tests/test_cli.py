@@ -198,3 +198,15 @@ def test_seeds_summarises_runs_that_differ_in_their_seed(tiny_run, tmp_path):
     assert "not a results file" in one_line_error(cli("seeds", str(paths[0]), str(tmp_path / "junk.json"),
                                                       "--out", str(tmp_path / "x.json"), cwd=tmp_path, check=False))
     assert not (tmp_path / "x.json").exists()
+
+
+def test_help_and_option_errors_answer_without_loading_torch(tmp_path):
+    """The parser is built from the options modules alone: help and bad options come back at once."""
+    code = ("import sys\nfrom rlvr_world.cli import parser\n"
+            "for argv in (['run', '--preset', 'web', '--help'], ['run', '--domain', 'jsonl', '--nope', '1']):\n"
+            "    try:\n        parser(argv).parse_args(argv)\n    except SystemExit:\n        pass\n"
+            "heavy = sorted(m for m in ('torch', 'transformers', 'selenium', 'metaworld', 'scipy') if m in sys.modules)\n"
+            "print('HEAVY', heavy)\n")
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    assert "HEAVY []" in p.stdout, p.stdout[-2000:] + p.stderr[-2000:]
+    assert "--data.tasks" in p.stdout and "unrecognized arguments: --nope" in p.stderr

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import OneLineParser, add_options, apply_overrides, require, require_choice
-from .device import quiet_hf
 
 
 @dataclass
@@ -41,7 +40,7 @@ class EvalConfig:
 
 def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The command line; `run` offers the options of the preset named in `argv` (its domain's data options)."""
-    from .pipeline import PRESETS, preset, preset_for
+    from .runconfig import preset, preset_for, presets
 
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--preset")
@@ -52,9 +51,9 @@ def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p = OneLineParser(prog="rlvr-world", description="World models post-trained with RLVR.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     run = sub.add_parser("run", help="tokenizer -> MLE -> RLVR -> evaluation -> results")
-    run.add_argument("--preset", choices=PRESETS, default=None,
+    run.add_argument("--preset", choices=tuple(presets()), default=None,
                      help="named configuration (default: the --domain's own, else default)")
-    add_options(run, preset(name if name in PRESETS else "default"))
+    add_options(run, preset(name if name in presets() else "default"))
     ev = sub.add_parser("eval", help="greedy evaluation of a saved model")
     add_options(ev, EvalConfig())
     se = sub.add_parser("seeds", help="RLVR - MLE over runs that differ in their seed: mean, SD, t-test")
@@ -65,7 +64,8 @@ def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from .pipeline import Pipeline, command_line, preset, preset_for
+    from .pipeline import Pipeline, command_line
+    from .runconfig import preset, preset_for
 
     cfg = apply_overrides(preset(preset_for(args.preset, getattr(args, "domain", None))), args,
                           skip=("command", "preset"))
@@ -120,8 +120,10 @@ def cmd_seeds(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = parser(argv).parse_args(argv)  # light: help and option errors come back before torch loads
+    from .device import quiet_hf
+
     quiet_hf()
-    args = parser(argv).parse_args(argv)
     from .domains.textgame.data import DataError
     from .domains.web.browser import BrowserError
     from .engine.models import ModelError

@@ -118,4 +118,5 @@ def require_choice(cfg: Any, prefix: str, **choices: tuple[str, ...]) -> None:
     for name, known in choices.items():
         value = getattr(cfg, name)
         if value not in known:
-            raise ValueError(f"unknown {name} {value!r} (--{prefix}{name.replace('_', '-')}); known: {', '.join(known)}")
+            raise ValueError(f"unknown {name.replace('_', ' ')} {value!r} (--{prefix}{name.replace('_', '-')}); "
+                             f"known: {', '.join(known)}")

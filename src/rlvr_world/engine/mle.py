@@ -11,37 +11,19 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
-from ..config import require
 from ..progress import advance, bar
 from .checkpoint import GracefulStop, MetricLog, check_finite, load_trainer_state, save_model
 from .domain import Example
 from .models import merged
+from .options import MLEConfig
 from .sequences import make_batch, token_logprobs
 
 
-@dataclass
-class MLEConfig:
-    """Maximum-likelihood training."""
-
-    epochs: float = 1.0  # passes over the training examples
-    lr: float = 1e-3  # peak learning rate (AdamW)
-    min_lr_ratio: float = 0.1  # cosine decay ends at lr * this
-    warmup_steps: int = 30  # linear warm-up steps
-    weight_decay: float = 0.1  # AdamW weight decay
-    batch_tokens: int = 12288  # padded prompt+target tokens per optimizer step
-    grad_clip: float = 1.0  # gradient-norm clipping
-    save_every: int = 200  # steps between checkpoints
-    seed: int = 0  # data order and initialisation
-
-    def __post_init__(self):
-        require(self, "mle.", epochs="> 0", lr="> 0", min_lr_ratio="in [0, 1]", warmup_steps=">= 0",
-                weight_decay=">= 0", batch_tokens=">= 1", grad_clip="> 0", save_every=">= 1")
 
 
 def plan_batches(lengths: Sequence[int], batch_tokens: int, epochs: float, seed: int) -> list[list[int]]:

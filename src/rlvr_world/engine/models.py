@@ -14,35 +14,15 @@ gives a plain model that saves and reloads like any other.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from ..config import require
 from .kernels import accelerate, forget_packed
+from .options import ModelConfig
 
 
-@dataclass
-class ModelConfig:
-    """Shape of a model trained from scratch (ignored when `init_from` is set)."""
-
-    hidden_size: int = 256  # width of the residual stream
-    num_layers: int = 4  # transformer blocks
-    num_heads: int = 4  # attention heads (head dim = hidden_size / num_heads)
-    intermediate_size: int = 0  # MLP width; 0 picks 8/3 * hidden rounded to 32
-    max_positions: int = 2048  # longest prompt + response the model accepts
-    init_from: str = ""  # start from a pretrained model: a name (smollm2-135m), a .gguf file or an HF directory
-    lora_rank: int = 0  # train LoRA adapters of this rank on every linear map instead of all weights (0: full)
-    lora_alpha: float = 16.0  # LoRA scale numerator (the update is alpha / rank * B A)
-
-    def __post_init__(self):
-        require(self, "model.", hidden_size=">= 1", num_layers=">= 1", num_heads=">= 1", intermediate_size=">= 0",
-                max_positions=">= 1", lora_rank=">= 0", lora_alpha="> 0")
-        if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 2:
-            raise ValueError(f"--model.hidden-size ({self.hidden_size}) must be an even multiple of --model.num-heads "
-                             f"({self.num_heads}): each head's width must be even for rotary positions")
 
 
 class ModelError(ValueError):

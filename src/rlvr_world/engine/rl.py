@@ -25,47 +25,17 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..config import require, require_choice
 from ..device import generator
 from ..progress import advance, bar
 from .checkpoint import GracefulStop, MetricLog, check_finite, load_trainer_state, save_model
 from .domain import Domain, Example
 from .grpo import group_advantages, grpo_loss, token_advantages
 from .models import has_lora, merged, reference_mode
+from .options import RLConfig
 from .sampler import sample
 from .sequences import group_logprobs, micro_batches
 
 
-@dataclass
-class RLConfig:
-    """GRPO post-training."""
-
-    reward: str = "task_specific"  # which of the domain's rewards to optimise
-    steps: int = 100  # optimizer steps (one batch of rollouts each)
-    prompts_per_step: int = 8  # B: prompts per step
-    group_size: int = 5  # G: samples per prompt
-    lr: float = 1e-4  # constant learning rate (AdamW, no weight decay)
-    kl_coef: float = 0.001  # weight of the k3 KL penalty to the starting model
-    clip_eps: float = 0.2  # PPO clip range
-    grad_clip: float = 1.0  # gradient-norm clipping
-    temperature: float = 1.0  # sampling temperature for rollouts
-    top_k: int = 0  # 0 = no top-k filtering
-    top_p: float = 1.0  # 1 = no nucleus filtering
-    max_new_tokens: int = 512  # longest response sampled
-    micro_batch_size: int = 20  # responses per forward/backward pass (rounded down to whole groups)
-    eval_every: int = 20  # steps between greedy evaluations on the eval subset (0: never)
-    save_every: int = 20  # steps between checkpoints
-    seed: int = 0  # prompt order and sampling
-    credit: str = "sequence"  # "sequence": an advantage per response (the paper); "token": per token (token_rewards)
-    # "group": rewards against the group mean (GRPO); "greedy": against the greedy response's (ReMax), and with token
-    # credit only the tokens that depart from the greedy response's are credited
-    baseline: str = "group"
-
-    def __post_init__(self):
-        require_choice(self, "rl.", credit=("sequence", "token"), baseline=("group", "greedy"))
-        require(self, "rl.", steps=">= 1", prompts_per_step=">= 1", group_size=">= 2", lr="> 0", kl_coef=">= 0",
-                clip_eps="> 0", grad_clip="> 0", temperature="> 0", top_k=">= 0", top_p="in (0, 1]",
-                max_new_tokens=">= 1", micro_batch_size=">= 1", eval_every=">= 0", save_every=">= 1")
 
 
 @dataclass

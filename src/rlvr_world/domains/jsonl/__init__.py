@@ -1,71 +1,20 @@
-"""Bring your own transitions: a world model of any environment whose states are text or JSON objects.
+"""Bring your own transitions: JSON-lines records of state, action and next state.
 
-`rlvr-world run --domain jsonl --data.train-path train.jsonl --data.test-path test.jsonl`
-reads `{"state": ..., "action": ..., "next_state": ...}` records (`records`),
-trains on them with no code, and reports exact-match accuracy on the test
-file, on the transitions that change the state and on those that do not.
-RL optimises `--rl.reward`: `exact`, `field_accuracy`, `diff_f1` (default),
-`line_f1`, or `module:function`, a reward of your own.
+This package loads light: its data options (`options`) at once, the domain
+itself and its dependencies when first used (`domain`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
 
-from ...config import require
-from ..textdomain import TextDomain
-from .records import REWARDS, DataError, Record, RewardTable, prompt_text, read_records, target_text
+from .options import JsonlData
 
-__all__ = ["DataError", "JsonlData", "JsonlDomain"]
+__all__ = ["JsonlData"]  # and, loaded on first use, every name of `domain`
 
 
-@dataclass
-class JsonlData:
-    """Which records to use."""
-
-    train_path: str = ""  # JSON-lines file of {"state", "action", "next_state"} records to train on (required)
-    test_path: str = ""  # JSON-lines file of records to evaluate on (required)
-    max_prompt_tokens: int = 1536  # longer training prompts are skipped (test prompts never are)
-    mle_unchanged_ratio: float = -1.0  # unchanged records kept per changing one for MLE (-1: all)
-    rl_unchanged_ratio: float = -1.0  # unchanged records kept per changing one for RL (-1: all)
-
-    def __post_init__(self):
-        require(self, "data.", max_prompt_tokens=">= 1", mle_unchanged_ratio=">= 0, or -1 for all",
-                rl_unchanged_ratio=">= 0, or -1 for all")
-
-
-class JsonlDomain(TextDomain):
-    """Serialises records into token ids and scores decoded predictions."""
-
-    name = "jsonl"
-    rewards = RewardTable(REWARDS)
-    metric = "exact"
-    metric_label = "exact-match accuracy"
-    columns = ("unchanged", "changed", "overall")  # of the results table
-    binary_metric = True  # 0/1 per example (McNemar's test)
-    reported_parts = ()
-    reference: dict = {}
-
-    def __init__(self, tokenizer, data: JsonlData | None = None):
-        super().__init__(tokenizer, data or JsonlData())
-
-    @staticmethod
-    def check_data(data: JsonlData) -> None:
-        """Both files given, readable and of one kind of state, before anything is written."""
-        for option, path in (("--data.train-path", data.train_path), ("--data.test-path", data.test_path)):
-            if not path:
-                raise DataError(f"the jsonl domain needs {option} (a JSON-lines file of state, action, next_state)")
-        train, test = read_records(data.train_path), read_records(data.test_path)
-        if train[0].structured != test[0].structured:
-            raise DataError("the train and test files hold different kinds of states (strings and JSON objects)")
-
-    @staticmethod
-    def describe(data: JsonlData) -> dict:
-        return {"train": data.train_path, "test": data.test_path}
-
-    @staticmethod
-    def transitions(split: str, data: JsonlData) -> list[Record]:
-        return read_records(data.train_path if split == "train" else data.test_path)
-
-    prompt_text = staticmethod(prompt_text)
-    target_text = staticmethod(target_text)
+def __getattr__(name: str):
+    if name.startswith("__"):
+        raise AttributeError(name)
+    domain = importlib.import_module(f"{__name__}.domain")  # the domain, its rewards and their dependencies
+    return getattr(domain, name)

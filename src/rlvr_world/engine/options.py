@@ -1,0 +1,83 @@
+"""The engine's options: a model's shape, MLE training and GRPO, as plain dataclasses.
+
+They import nothing heavy, so the command line can list and check them without
+loading torch. Each field's comment is its `--help` text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import require, require_choice
+
+
+@dataclass
+class ModelConfig:
+    """Shape of a model trained from scratch (ignored when `init_from` is set)."""
+
+    hidden_size: int = 256  # width of the residual stream
+    num_layers: int = 4  # transformer blocks
+    num_heads: int = 4  # attention heads (head dim = hidden_size / num_heads)
+    intermediate_size: int = 0  # MLP width; 0 picks 8/3 * hidden rounded to 32
+    max_positions: int = 2048  # longest prompt + response the model accepts
+    init_from: str = ""  # start from a pretrained model: a name (smollm2-135m), a .gguf file or an HF directory
+    lora_rank: int = 0  # train LoRA adapters of this rank on every linear map instead of all weights (0: full)
+    lora_alpha: float = 16.0  # LoRA scale numerator (the update is alpha / rank * B A)
+
+    def __post_init__(self):
+        require(self, "model.", hidden_size=">= 1", num_layers=">= 1", num_heads=">= 1", intermediate_size=">= 0",
+                max_positions=">= 1", lora_rank=">= 0", lora_alpha="> 0")
+        if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 2:
+            raise ValueError(f"--model.hidden-size ({self.hidden_size}) must be an even multiple of --model.num-heads "
+                             f"({self.num_heads}): each head's width must be even for rotary positions")
+
+
+@dataclass
+class MLEConfig:
+    """Maximum-likelihood training."""
+
+    epochs: float = 1.0  # passes over the training examples
+    lr: float = 1e-3  # peak learning rate (AdamW)
+    min_lr_ratio: float = 0.1  # cosine decay ends at lr * this
+    warmup_steps: int = 30  # linear warm-up steps
+    weight_decay: float = 0.1  # AdamW weight decay
+    batch_tokens: int = 12288  # padded prompt+target tokens per optimizer step
+    grad_clip: float = 1.0  # gradient-norm clipping
+    save_every: int = 200  # steps between checkpoints
+    seed: int = 0  # data order and initialisation
+
+    def __post_init__(self):
+        require(self, "mle.", epochs="> 0", lr="> 0", min_lr_ratio="in [0, 1]", warmup_steps=">= 0",
+                weight_decay=">= 0", batch_tokens=">= 1", grad_clip="> 0", save_every=">= 1")
+
+
+@dataclass
+class RLConfig:
+    """GRPO post-training."""
+
+    reward: str = "task_specific"  # which of the domain's rewards to optimise
+    steps: int = 100  # optimizer steps (one batch of rollouts each)
+    prompts_per_step: int = 8  # B: prompts per step
+    group_size: int = 5  # G: samples per prompt
+    lr: float = 1e-4  # constant learning rate (AdamW, no weight decay)
+    kl_coef: float = 0.001  # weight of the k3 KL penalty to the starting model
+    clip_eps: float = 0.2  # PPO clip range
+    grad_clip: float = 1.0  # gradient-norm clipping
+    temperature: float = 1.0  # sampling temperature for rollouts
+    top_k: int = 0  # 0 = no top-k filtering
+    top_p: float = 1.0  # 1 = no nucleus filtering
+    max_new_tokens: int = 512  # longest response sampled
+    micro_batch_size: int = 20  # responses per forward/backward pass (rounded down to whole groups)
+    eval_every: int = 20  # steps between greedy evaluations on the eval subset (0: never)
+    save_every: int = 20  # steps between checkpoints
+    seed: int = 0  # prompt order and sampling
+    credit: str = "sequence"  # "sequence": an advantage per response (the paper); "token": per token (token_rewards)
+    # "group": rewards against the group mean (GRPO); "greedy": against the greedy response's (ReMax), and with token
+    # credit only the tokens that depart from the greedy response's are credited
+    baseline: str = "group"
+
+    def __post_init__(self):
+        require_choice(self, "rl.", credit=("sequence", "token"), baseline=("group", "greedy"))
+        require(self, "rl.", steps=">= 1", prompts_per_step=">= 1", group_size=">= 2", lr="> 0", kl_coef=">= 0",
+                clip_eps="> 0", grad_clip="> 0", temperature="> 0", top_k=">= 0", top_p="in (0, 1]",
+                max_new_tokens=">= 1", micro_batch_size=">= 1", eval_every=">= 0", save_every=">= 1")
