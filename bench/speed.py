@@ -44,7 +44,7 @@ import torch
 
 from rlvr_world import device as dev
 from rlvr_world.engine import kernels, models
-from rlvr_world.engine.domain import Example
+from rlvr_world.engine.domain import Domain, Example
 from rlvr_world.engine.mle import mle_loss
 from rlvr_world.engine.rl import RLConfig, collect, update
 from rlvr_world.engine.sampler import sample
@@ -71,7 +71,7 @@ def reward_of_text(text: str) -> float:
     return sum(int(w[1:]) % 2 == 0 for w in words if w[1:].isdigit()) / max(1, len(words))
 
 
-class WordDomain:
+class WordDomain(Domain):
     """The smallest domain the engine accepts: score = `reward_of_text` on the decoded response."""
 
     name, metric, pad_id = "bench", "even", 0

@@ -12,7 +12,7 @@ import torch
 
 from rlvr_world.engine import models, pretrained
 from rlvr_world.engine.checkpoint import save_model
-from rlvr_world.engine.domain import Example
+from rlvr_world.engine.domain import Domain, Example
 from rlvr_world.engine.rl import RLConfig, train_rl
 from rlvr_world.engine.sampler import sample
 from rlvr_world.text import load_tokenizer
@@ -95,7 +95,7 @@ def test_fast_decoder_folds_a_lora_adapter_in(smol):
     assert torch.allclose(off.logits, base.logits, atol=2e-3, rtol=1e-4)
 
 
-class EchoDomain:
+class EchoDomain(Domain):
     """Reward 1 for a response starting with the prompt's first token (enough to give GRPO a signal)."""
 
     name, metric = "echo", "first"

@@ -17,7 +17,6 @@ import torch
 
 from rlvr_world import rundir
 from rlvr_world.cli import main
-from rlvr_world.engine import checkpoint
 from rlvr_world.engine.checkpoint import CheckpointError, MetricLog, TrainingDiverged, load_trainer_state, save_model
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}

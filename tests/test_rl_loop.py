@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from rlvr_world.engine import models
-from rlvr_world.engine.domain import Example
+from rlvr_world.engine.domain import Domain, Example
 from rlvr_world.engine.rl import RLConfig, train_rl
 
 TARGET = 7
 
 
-class ToyDomain:
+class ToyDomain(Domain):
     """Reward: the share of response tokens that are TARGET (a verifiable, dense reward)."""
 
     name = "toy"
@@ -114,6 +114,8 @@ def test_given_tokens_get_no_gradient_in_mle_or_rl():
 
 class ToyTokenDomain(ToyDomain):
     """The same reward, split over the tokens: 1 for each TARGET token, 0 for the others (their mean is the share)."""
+
+    token_credit = True
 
     def token_rewards(self, reward, ids, example):
         return [float(i == TARGET) for i in ids]

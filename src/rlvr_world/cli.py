@@ -83,7 +83,6 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from .engine.checkpoint import save_json
     from .engine.evaluate import evaluate
     from .pipeline import balanced_indices, subsample_indices
-    from .text import load_tokenizer
 
     cfg = apply_overrides(EvalConfig(), args, skip=("command",))
     if not cfg.model:
@@ -93,7 +92,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     domain_cls, data_cls, _ = domains.get(cfg.domain)
     path = pretrained.resolve(cfg.model)  # a run's model directory, or a named / GGUF pretrained model
     model = models.load(path)
-    tok = getattr(domain_cls, "load_tokenizer", load_tokenizer)(path)
+    tok = domain_cls.load_tokenizer(path)
     models.check_vocab(model, len(tok), cfg.model)
     domain = domain_cls(tok, data_cls())
     test = domain.examples("test")

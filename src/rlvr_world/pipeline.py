@@ -22,12 +22,12 @@ from . import device as dev
 from . import domains, report, rundir
 from .engine import models, pretrained
 from .engine.checkpoint import load_trainer_state, save_config, save_json
+from .engine.domain import Domain
 from .engine.evaluate import evaluate
 from .engine.mle import train_mle
 from .engine.rl import train_rl
 from .progress import console
 from .runconfig import RunConfig, preset, presets
-from .text import load_tokenizer
 
 
 class Pipeline:
@@ -44,7 +44,7 @@ class Pipeline:
             raise ValueError(f"the {cfg.domain} domain takes its data options from its presets "
                              f"({', '.join(p for p in presets() if preset(p).domain == cfg.domain)})")
         self.domain_cls = domain_cls
-        self.load_tokenizer = getattr(domain_cls, "load_tokenizer", load_tokenizer)  # text domains: a BPE tokenizer
+        self.load_tokenizer = domain_cls.load_tokenizer
         self.init_dir: Path | None = None  # the pretrained model's HF directory (`pretrained.resolve`), once known
         self.phases = rundir.RunDir(self.out)
 
@@ -206,7 +206,7 @@ class Pipeline:
         self.verify()  # the options alone, before anything in the directory is written
         if not cfg.resume:
             (self.out / "timings.json").unlink(missing_ok=True)
-        if hasattr(self.domain_cls, "prepare"):  # e.g. collecting transitions with a real browser
+        if self.domain_cls.prepare is not Domain.prepare:  # e.g. transitions collected with a real browser, once
             with self.timed("collect"):
                 self.domain_cls.prepare(cfg.data)
         with self.timed("tokenizer", "tokenizer"):
@@ -235,7 +235,7 @@ class Pipeline:
         with self.timed("eval_rlvr", *PROGRESS["eval_rlvr"]):
             rl_eval = self.final_eval("rlvr", rl_model, domain, test)
         extra = {}
-        if hasattr(domain, "finish"):  # e.g. the video domain's real-footage evaluation and pictures
+        if self.domain_cls.finish is not Domain.finish:  # e.g. the video domain's real-footage evaluation, pictures
             with self.timed("finish"):
                 extra = domain.finish(self, test, mle_model, rl_model, mle_eval, rl_eval)
         timings = self.timings()

@@ -22,12 +22,12 @@ from .stats import paired_test
 
 def groups(domain_cls) -> tuple[str, ...]:
     """The evaluation groups a domain reports, then "overall"."""
-    return (*getattr(domain_cls, "groups", ("unchanged", "changed")), "overall")
+    return (*domain_cls.groups, "overall")
 
 
 def scores(summary: dict, domain_cls) -> dict:
     """The metric per group and overall, plus the parts the domain reports (in percent unless the domain says)."""
-    return {k: summary[k] for k in (*groups(domain_cls), *getattr(domain_cls, "reported_parts", ())) if k in summary}
+    return {k: summary[k] for k in (*groups(domain_cls), *domain_cls.reported_parts) if k in summary}
 
 
 def model_label(cfg) -> str:
@@ -65,7 +65,7 @@ def build(cfg, *, command: str, timings: dict[str, float], params: int, mle: dic
         "mle": scores(mle, domain_cls),
         "rlvr": scores(rlvr, domain_cls),
         "significance": {g: paired_test(mle, rlvr, None if g == "overall" else g, binary=domain_cls.binary_metric,
-                                        scale=getattr(domain_cls, "metric_scale", 100.0))
+                                        scale=domain_cls.metric_scale)
                          for g in groups(domain_cls)},
         "reference": domain_cls.reference,
         "rl_curve": [{k: v for k, v in r.items() if k == "step" or k.startswith(("test/", "reward/mean"))}
@@ -81,8 +81,9 @@ def significance_key(res: dict, column: str) -> str:
 
 def markdown(res: dict) -> str:
     domain_cls = domains.get(res["domain"])[0]
-    if hasattr(domain_cls, "markdown"):  # a domain whose results are not one table of groups
-        return domain_cls.markdown(res)
+    own = domain_cls.markdown(res)  # a domain whose results are not one table of groups
+    if own is not None:
+        return own
     cols = res["columns"]
     rows = ["| model | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols)]
     for name, key in (("MLE", "mle"), (f"RLVR ({res['reward']} reward)", "rlvr")):

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..engine.domain import Example
-from ..text import train_bpe
+from ..engine.domain import Domain, Example
+from ..text import load_tokenizer, train_bpe
 from .balance import rebalance
 from .ids import token_ids
 
 
-class TextDomain:
+class TextDomain(Domain):
     """Token ids in and out for domains whose states and actions are text."""
 
     rewards: dict  # name -> (response text, transition) -> (value, parts)
@@ -56,6 +56,8 @@ class TextDomain:
     def make_tokenizer(cls, data, vocab_size: int):
         """A byte-level BPE tokenizer trained on the training split."""
         return train_bpe(cls.corpus(data), vocab_size, split_digits=cls.split_digits)
+
+    load_tokenizer = staticmethod(load_tokenizer)  # a saved BPE tokenizer, or a pretrained model's own
 
     def example(self, t) -> Example:
         prompt = self.tokenizer.encode(self.prompt_text(t), add_special_tokens=False)

@@ -9,7 +9,7 @@ token ids, the rewards and a group label used to break evaluation down.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Sequence
 
 # A reward is a pure function: (response text or decoded prediction, example
 # payload) -> (value, parts). `parts` holds the components worth logging.
@@ -35,31 +35,77 @@ class Example:
         return [-1 if m else t for t, m in zip(self.target_ids, self.loss_mask)]
 
 
-class Domain(Protocol):
-    """What the engine needs from a domain."""
+class Domain:
+    """Everything the engine, the pipeline and the report ask of a domain, with its defaults.
 
-    name: str
-    rewards: dict[str, Reward]  # named rewards the RL stage can choose from
-    metric: str  # the reward whose value is the reported accuracy-like metric
+    A domain subclasses this (the language domains through `domains.textdomain.TextDomain`) and overrides what
+    differs; nothing is looked up by name. Required: the class attributes `name`, `rewards` and `metric`, an
+    `eos_id` and a `pad_id` on each instance, and `examples`, `decode`, `score`, `make_tokenizer` and
+    `load_tokenizer`.
+    """
+
+    name: str = ""
+    rewards: dict[str, Reward] = {}  # named rewards the RL stage can choose from
+    metric: str = ""  # the reward whose mean is the reported accuracy-like metric
+    metric_label: str = ""  # how the results name it
+    metric_scale: float = 100.0  # the metric's mean times this is reported (100: per cent of a 0/1 metric)
+    binary_metric: bool = True  # 0/1 per example (McNemar's test) or graded (Wilcoxon's)
+    groups: tuple[str, ...] = ("unchanged", "changed")  # the `Example.group` labels the evaluation breaks down by
+    columns: tuple[str, ...] = ("unchanged", "changed", "overall")  # of the results table
+    reported_parts: tuple[str, ...] = ()  # reward parts averaged into the results besides the metric
+    reference: dict[str, dict[str, float]] = {}  # facts from papers, shown beside the results
+    token_credit: bool = False  # `token_rewards` splits the reward over the response's tokens
     eos_id: int  # ends every response
     pad_id: int  # fills padded positions
-    # optional: `suppressed_ids`, ids the sampler never draws (given tokens are still written in)
-    # optional: `token_rewards(reward, response_ids, example) -> list[float]`, the reward split over the
-    # response's tokens (one value per token, their mean the reward), for `RLConfig.credit = "token"`
+    suppressed_ids: list[int] | None = None  # ids the sampler never draws (given tokens are still written in)
 
+    # ---- data ----------------------------------------------------------------------------------------------------
     @staticmethod
     def check_data(data: Any) -> None:
-        """Raise a one-line error when the domain's data cannot be read."""
-        ...
+        """Raise a one-line error when the domain's data cannot be read (before anything is written)."""
+
+    @staticmethod
+    def prepare(data: Any) -> None:
+        """Make the data exist (e.g. collect or simulate it once into the cache); after the checks, before training."""
+
+    @staticmethod
+    def describe(data: Any) -> dict:
+        """What the results should say about the data used."""
+        return {}
+
+    @staticmethod
+    def make_tokenizer(data: Any, vocab_size: int):
+        """A tokenizer trained (or built) for this data."""
+        raise NotImplementedError
+
+    @staticmethod
+    def load_tokenizer(path):
+        """A tokenizer saved with `save_pretrained`."""
+        raise NotImplementedError
 
     def examples(self, split: str, stage: str = "", seed: int = 0) -> list[Example]:
         """The examples of a split ("train" or "test"); `stage` ("mle", "rl") may select differently."""
-        ...
+        raise NotImplementedError
 
+    # ---- predictions ---------------------------------------------------------------------------------------------
     def decode(self, response_ids: Sequence[int]) -> Any:
         """Response token ids -> the domain's prediction (never raises)."""
-        ...
+        raise NotImplementedError
 
     def score(self, reward: str, response_ids: Sequence[int], example: Example) -> tuple[float, dict[str, float]]:
         """Decode the response and score it with the named reward (never raises)."""
-        ...
+        raise NotImplementedError
+
+    def token_rewards(self, reward: str, response_ids: Sequence[int], example: Example) -> list[float]:
+        """The reward split over the response's tokens (their mean is the reward), for `RLConfig.credit = "token"`."""
+        raise NotImplementedError
+
+    # ---- results -------------------------------------------------------------------------------------------------
+    def finish(self, pipeline, test, mle_model, rl_model, mle_eval: dict, rl_eval: dict) -> dict:
+        """Extra results after both evaluations (e.g. the video domain's real footage); added to the results."""
+        return {}
+
+    @staticmethod
+    def markdown(res: dict) -> str | None:
+        """The results as Markdown, for a domain whose results are not one table of groups (None: that table)."""
+        return None

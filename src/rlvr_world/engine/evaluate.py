@@ -59,7 +59,7 @@ def evaluate(
 ) -> EvalResult:
     """Greedy responses scored by `metric` (or responses chosen by `pick`, see `sample`)."""
     metric = metric or domain.metric
-    reported = getattr(domain, "reported_parts", ())
+    reported = domain.reported_parts
     model.eval()
     values: list[float] = [0.0] * len(examples)
     records: list[dict] = [{}] * len(examples)
@@ -67,7 +67,7 @@ def evaluate(
         for idx in length_batches(examples, batch_size):
             out = sample(model, [examples[i].prompt_ids for i in idx], eos_id=domain.eos_id, pad_id=domain.pad_id,
                          max_new_tokens=max_new_tokens, temperature=0.0, autocast=autocast,
-                         forced=[examples[i].forced() for i in idx], suppress=getattr(domain, "suppressed_ids", None),
+                         forced=[examples[i].forced() for i in idx], suppress=domain.suppressed_ids,
                          pick=pick)
             for i, response in zip(idx, out.responses()):
                 value, parts = domain.score(metric, response, examples[i])
@@ -81,7 +81,7 @@ def evaluate(
     for e, v in zip(examples, values):
         sums[e.group] += v
         counts[e.group] += 1
-    scale = getattr(domain, "metric_scale", 100.0)
+    scale = domain.metric_scale
     groups = {g: scale * sums[g] / counts[g] for g in sums}
     overall = scale * sum(values) / max(1, len(values))
     parts = part_means(records, reported, scale)

@@ -12,7 +12,7 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 
@@ -85,7 +85,6 @@ def train_mle(
     *,
     autocast=None,
     resume: bool = False,
-    on_step: Callable[[int, dict], None] | None = None,
 ) -> torch.nn.Module:
     """Train in place; checkpoints go to out_dir/checkpoint, the final model to out_dir/model.
 
@@ -120,8 +119,6 @@ def train_mle(
             row = {"step": step + 1, "loss": loss.item(), "lr": opt.param_groups[0]["lr"], "grad_norm": gnorm.item(),
                    "target_tokens": n_tok, "step_s": time.perf_counter() - t0}
             log.write(row)
-            if on_step:
-                on_step(step + 1, row)
             advance(progress, 1, f"loss {row['loss']:.3f}")
             if stop.requested or ((step + 1) % cfg.save_every == 0 and step + 1 < len(plan)):
                 save_model(out_dir / "checkpoint", model, tokenizer, {"optimizer": opt.state_dict(), "step": step + 1})

@@ -78,7 +78,7 @@ def collect(policy, domain: Domain, examples: Sequence[Example], cfg: RLConfig, 
     G = cfg.group_size
     prompts = [e.prompt_ids for e in examples]
     common = dict(eos_id=domain.eos_id, pad_id=domain.pad_id, max_new_tokens=cfg.max_new_tokens, autocast=autocast,
-                  forced=[e.forced() for e in examples], suppress=getattr(domain, "suppressed_ids", None))
+                  forced=[e.forced() for e in examples], suppress=domain.suppressed_ids)
     out = sample(policy, prompts, num_samples=G, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
                  generator=generator(cfg.seed * 1_000_003 + step), **common)
     responses = out.responses()
@@ -193,7 +193,7 @@ def train_rl(
     is itself with the adapter off (no second copy); it checkpoints the
     adapter and is returned and saved merged.
     """
-    if cfg.credit == "token" and not hasattr(domain, "token_rewards"):
+    if cfg.credit == "token" and not domain.token_credit:
         raise ValueError(f"the {domain.name} domain cannot split its reward over tokens: use credit 'sequence'")
     ref = None if has_lora(policy) else copy.deepcopy(policy).eval().requires_grad_(False)
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)

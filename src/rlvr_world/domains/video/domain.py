@@ -46,7 +46,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ...engine.domain import Example
+from ...engine.domain import Domain, Example
 from ..ids import token_ids
 from .data import DataError, Episodes, VideoData, bridge, simulated
 from .layout import VideoTokenizer
@@ -64,7 +64,7 @@ class Target:
     context: np.ndarray  # (C, H, W, 3) uint8, the frames the prompt shows (for pictures)
 
 
-class VideoDomain:
+class VideoDomain(Domain):
     """Frames and actions in, frame codes out, scored on the decoded frames."""
 
     name = "video"
@@ -74,6 +74,7 @@ class VideoDomain:
     groups = ("single_step", "multi_step")
     columns = ("single_step", "multi_step", "overall")
     binary_metric = False
+    token_credit = True  # `token_rewards`: each code rewarded by its own tile of the decoded frame
     reported_parts = ("mse", "mae", "psnr", "ssim", "lpips", "repeat", "valid")
     # name -> (predicted frames, real frames, lpips network or None) -> (value, parts)
     rewards = {"mae_ssim": functools.partial(video_reward, perceptual="ssim"),

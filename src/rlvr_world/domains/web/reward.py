@@ -51,6 +51,3 @@ def f1_reward(text: str, real: Diff) -> tuple[float, dict[str, float]]:
         return 0.0, {"precision": 0.0, "recall": 0.0, "f1": 0.0, "parsed": 0.0}
     scores = prf(parse_diff(text), real)
     return scores["f1"], {**scores, "parsed": 1.0}
-
-
-REWARDS = {"f1": f1_reward}
