@@ -109,6 +109,14 @@ def test_run_on_your_own_jsonl_file(tmp_path):
     assert res["mle"]["overall"] > 50  # a world this small is learned in a few epochs
     rows = [json.loads(l) for l in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
     assert len([r for r in rows if "reward/mean" in r]) == 2
+    # `eval` takes the run's own domain and data options, and evaluates on another test file when asked
+    (tmp_path / "other.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lamp_world(12, 2)))
+    ev = subprocess.run([sys.executable, "-m", "rlvr_world.cli", "eval", "--model", str(out / "rl" / "model"),
+                         "--data.test-path", "other.jsonl", "--threads", "1", "--max-new-tokens", "32",
+                         "--out", "ev.json"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    got = json.loads((tmp_path / "ev.json").read_text())
+    assert got["domain"] == "jsonl" and got["n"] == 12 and got["data"]["train_path"] == "train.jsonl"
     bad = subprocess.run([sys.executable, "-m", "rlvr_world.cli", "run", "--domain", "jsonl", "--out",
                           str(tmp_path / "x")], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "--data.train-path" in bad.stderr and not (tmp_path / "x").exists()

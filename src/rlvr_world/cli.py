@@ -10,10 +10,12 @@ Every error a user can cause ends in one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .config import OneLineParser, add_options, apply_overrides, require, require_choice
 
@@ -23,7 +25,7 @@ class EvalConfig:
     """Greedy evaluation of a saved model on a domain's test split."""
 
     model: str = ""  # a model directory (Hugging Face format, tokenizer inside), a .gguf file or a model name
-    domain: str = "textgame"  # which domain
+    domain: str = "textgame"  # which domain (default: the run's own, read from config.json beside the model)
     limit: int = 0  # evaluate a fixed random subset of this many test examples (0: all)
     balanced: bool = False  # with limit: as many examples from each group (the subset `run --eval-balanced` uses)
     batch_size: int = 48  # prompts per decoding batch
@@ -32,10 +34,34 @@ class EvalConfig:
     device: str = "auto"  # auto, cpu, cuda, ...
     dtype: str = "auto"  # auto, bf16 or fp32
     threads: int = 0  # torch CPU threads (0: one per core)
+    data: Any = field(default=None)  # the domain's data options (default: the run's own, from its config.json)
 
     def __post_init__(self):
         require_choice(self, "", dtype=("auto", "bf16", "fp32"))
         require(self, "", limit=">= 0", batch_size=">= 1", max_new_tokens=">= 1", threads=">= 0")
+
+
+def run_config_of(model: str) -> dict:
+    """The `config.json` of the run a model directory belongs to (`RUN/mle/model`, `RUN/rl/model`), or {}."""
+    path = Path(model).parent.parent / "config.json"
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return cfg if isinstance(cfg, dict) and isinstance(cfg.get("data"), dict) else {}
+
+
+def eval_defaults(model: str | None, domain: str | None) -> EvalConfig:
+    """`eval`'s options: the run's own domain and data options when the model comes from a run, else defaults."""
+    from . import domains
+
+    run = run_config_of(model) if model else {}
+    name = domain or run.get("domain") or EvalConfig.domain
+    data_cls = domains.data_class(name) if name in domains.DOMAINS else domains.data_class(EvalConfig.domain)
+    known = {f.name for f in dataclasses.fields(data_cls)}
+    data = data_cls(**{k: v for k, v in run.get("data", {}).items() if k in known}) if run.get("domain") == name \
+        else data_cls()
+    return EvalConfig(domain=name, data=data)
 
 
 def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -45,6 +71,7 @@ def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--preset")
     pre.add_argument("--domain")
+    pre.add_argument("--model")
     known = pre.parse_known_args(argv)[0]
     name = preset_for(known.preset, known.domain)
 
@@ -55,7 +82,7 @@ def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                      help="named configuration (default: the --domain's own, else default)")
     add_options(run, preset(name if name in presets() else "default"))
     ev = sub.add_parser("eval", help="greedy evaluation of a saved model")
-    add_options(ev, EvalConfig())
+    add_options(ev, eval_defaults(known.model, known.domain))
     se = sub.add_parser("seeds", help="RLVR - MLE over runs that differ in their seed: mean, SD, t-test")
     se.add_argument("results", nargs="+", help="results JSON files written by `rlvr-world run`")
     se.add_argument("--out", default="", help="also write the summary to this JSON file (a .md table and a .png "
@@ -84,7 +111,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from .engine.evaluate import evaluate
     from .pipeline import balanced_indices, subsample_indices
 
-    cfg = apply_overrides(EvalConfig(), args, skip=("command",))
+    cfg = apply_overrides(eval_defaults(args.model if "model" in args else None, getattr(args, "domain", None)), args,
+                          skip=("command",))
     if not cfg.model:
         raise ValueError("--model is required")
     dev.set_threads(cfg.threads)
@@ -94,7 +122,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     model = models.load(path)
     tok = domain_cls.load_tokenizer(path)
     models.check_vocab(model, len(tok), cfg.model)
-    domain = domain_cls(tok, data_cls())
+    domain_cls.check_data(cfg.data)
+    domain = domain_cls(tok, cfg.data)
     test = domain.examples("test")
     indices = list(range(len(test)))
     if cfg.limit:
@@ -105,7 +134,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
                  autocast=amp)
     print(json.dumps(r.summary(), indent=2))
     if cfg.out:
-        save_json(Path(cfg.out), {**r.summary(), "model": cfg.model, "test_indices": indices, "records": r.records})
+        save_json(Path(cfg.out), {**r.summary(), "model": cfg.model, "domain": cfg.domain,
+                                  "data": dataclasses.asdict(cfg.data), "test_indices": indices, "records": r.records})
 
 
 def cmd_seeds(args: argparse.Namespace) -> None:
