@@ -49,9 +49,9 @@ def cli(*args, cwd):
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    """A finished tiny run (half an MLE epoch, one RL step)."""
+    """A finished tiny run (half an MLE epoch, one RL step), logging to TensorBoard too."""
     d = tmp_path_factory.mktemp("finished") / "run"
-    p = cli(*tiny(d, *FAST), cwd=d.parent)
+    p = cli(*tiny(d, *FAST, "--log", "tensorboard"), cwd=d.parent)
     assert p.returncode == 0, p.stderr[-2000:]
     return d
 
@@ -84,7 +84,8 @@ def test_resume_with_the_same_options_and_overwrite(finished, tmp_path, capsys):
 
     run = tmp_path / "run"
     shutil.copytree(finished, run)
-    assert main(tiny(run, *FAST, "--resume")) == 0  # everything finished: re-reads it
+    assert all(any((run / phase / "tensorboard").iterdir()) for phase in ("mle", "rl"))
+    assert main(tiny(run, *FAST, "--resume")) == 0  # everything finished: re-reads it (the log option is harmless)
     assert json.loads((run / "results.json").read_text())["mle"] == json.loads(
         (finished / "results.json").read_text())["mle"]
     (run / "notes.txt").write_text("mine")
@@ -299,3 +300,19 @@ def test_installed_dependencies_satisfy_the_declared_bounds():
     assert {r.name for r in bounded} >= {"transformers", "torch", "peft"}
     for r in bounded:
         assert r.specifier.contains(version(r.name), prereleases=True), (r, version(r.name))
+
+
+def test_tensorboard_logs_hold_the_same_numbers_as_the_jsonl(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    log = MetricLog(tmp_path / "metrics.jsonl", tensorboard=True)
+    for step in (1, 2, 3):
+        log.write({"step": step, "loss": 1.0 / step, "reward/mean": 0.1 * step, "why": "text is skipped"})
+    log = MetricLog(tmp_path / "metrics.jsonl", resume_step=2, tensorboard=True)  # resumed after step 2
+    log.write({"step": 3, "loss": 0.25, "reward/mean": 0.5})
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert set(events.Tags()["scalars"]) == {"loss", "reward/mean"}
+    loss = {e.step: e.value for e in events.Scalars("loss")}
+    assert loss == pytest.approx({1: 1.0, 2: 0.5, 3: 0.25})  # the interrupted run's step 3 is purged
+    assert [r["loss"] for r in log.rows()] == pytest.approx([1.0, 0.5, 0.25])

@@ -104,7 +104,8 @@ class Pipeline:
         self.checked(model, tok, d / "checkpoint")
         console.print(f"[bold]MLE[/]: {models.num_params(model) / 1e6:.2f}M parameters "
                       f"({models.num_trainable(model) / 1e6:.2f}M trained), {len(train)} examples")
-        return train_mle(model.to(self.device), tok, train, self.cfg.mle, d, autocast=self.amp, resume=resume)
+        return train_mle(model.to(self.device), tok, train, self.cfg.mle, d, autocast=self.amp, resume=resume,
+                         tensorboard=self.cfg.log == "tensorboard")
 
     def rl(self, tok, start_model, domain, train, curve):
         d = self.out / "rl"
@@ -122,7 +123,7 @@ class Pipeline:
 
         console.print(f"[bold]RLVR[/]: {len(train)} prompts, reward {self.cfg.rl.reward}")
         return train_rl(policy, tok, domain, train, self.cfg.rl, d, autocast=self.amp, resume=resume,
-                        evaluate_fn=curve_eval if curve else None)
+                        evaluate_fn=curve_eval if curve else None, tensorboard=self.cfg.log == "tensorboard")
 
     def checked(self, model, tok, where: Path):
         """A model (on the run's device) whose vocabulary holds every id of the run's tokenizer."""

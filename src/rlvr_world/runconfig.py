@@ -40,6 +40,7 @@ class RunConfig:
     eval_limit: int = 0  # test examples in the final evaluations (0: all)
     eval_balanced: bool = False  # with eval_limit: as many test examples from each group (e.g. changed, unchanged)
     curve_limit: int = 150  # test examples in the evaluations during RL
+    log: str = "jsonl"  # metrics.jsonl per phase (jsonl), and the same as TensorBoard event files (tensorboard)
     data: TextGameData | WebData | VideoData | JsonlData = field(default_factory=TextGameData)  # the domain's data
     # options (from its presets)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -47,7 +48,8 @@ class RunConfig:
     rl: RLConfig = field(default_factory=RLConfig)
 
     def __post_init__(self):
-        require_choice(self, "", domain=tuple(domains.DOMAINS), dtype=("auto", "bf16", "fp32"))
+        require_choice(self, "", domain=tuple(domains.DOMAINS), dtype=("auto", "bf16", "fp32"),
+                       log=("jsonl", "tensorboard"))
         require(self, "", threads=">= 0", vocab_size=">= 1", eval_batch_size=">= 1", max_new_tokens=">= 1",
                 eval_limit=">= 0", curve_limit=">= 0")
         if self.resume and self.overwrite:

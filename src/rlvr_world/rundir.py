@@ -30,7 +30,7 @@ PHASES = {
     "eval_rlvr": (("rl", "eval_mle"), ()),
 }
 # Options that never change what a phase computes: how often it saves or evaluates on the side.
-HARMLESS = ("mle.save_every", "rl.save_every", "rl.eval_every")
+HARMLESS = ("mle.save_every", "rl.save_every", "rl.eval_every", "log")
 # Options an interrupted phase may change on resume: RL's prompt batches are the same for any step count and its
 # learning rate is constant, so more (or fewer) steps continue the same run. A finished phase is held to them.
 EXTENDABLE = ("rl.steps",)

@@ -85,6 +85,7 @@ def train_mle(
     *,
     autocast=None,
     resume: bool = False,
+    tensorboard: bool = False,
 ) -> torch.nn.Module:
     """Train in place; checkpoints go to out_dir/checkpoint, the final model to out_dir/model.
 
@@ -100,7 +101,7 @@ def train_mle(
     if state is not None:
         opt.load_state_dict(state["optimizer"])
         start = state["step"]
-    log = MetricLog(out_dir / "metrics.jsonl", resume_step=start if state else -1)
+    log = MetricLog(out_dir / "metrics.jsonl", resume_step=start if state else -1, tensorboard=tensorboard)
     model.train()
     pad_id = tokenizer.pad_token_id
     with bar("MLE", total=len(plan)) as progress, GracefulStop() as stop:

@@ -186,6 +186,7 @@ def train_rl(
     autocast=None,
     resume: bool = False,
     evaluate_fn: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+    tensorboard: bool = False,
 ) -> torch.nn.Module:
     """GRPO from the policy's current weights, which also become the frozen KL reference.
 
@@ -204,7 +205,7 @@ def train_rl(
         if ref is not None:
             ref.load_state_dict(state["reference"])
         start = state["step"]
-    log = MetricLog(out_dir / "metrics.jsonl", resume_step=start if state else -1)
+    log = MetricLog(out_dir / "metrics.jsonl", resume_step=start if state else -1, tensorboard=tensorboard)
     plan = prompt_batches(len(examples), cfg.prompts_per_step, cfg.steps, cfg.seed)
     if start == 0 and evaluate_fn and cfg.eval_every:
         log.write({"step": 0, **evaluate_fn(policy)})
