@@ -120,3 +120,41 @@ def test_run_on_your_own_jsonl_file(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "rlvr_world.cli", "run", "--domain", "jsonl", "--out",
                           str(tmp_path / "x")], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "--data.train-path" in bad.stderr and not (tmp_path / "x").exists()
+
+
+def test_the_text_game_exported_as_records_scores_like_the_text_game(tmp_path):
+    """Exact match on exported records agrees with the text game's binary reward on the same predictions."""
+    from rlvr_world.domains.textgame import export, reward, serialize
+    from rlvr_world.domains.textgame.data import load_split
+
+    def variants(t):
+        right = json.loads(serialize.target_text(t))
+        yield right
+        yield {"modified": [], "removed": [], "score": {}}  # "nothing changes"
+        if right["modified"]:
+            shuffled = json.loads(json.dumps(right))
+            shuffled["modified"][0]["contains"] = shuffled["modified"][0].get("contains", [])[::-1]
+            yield shuffled
+            wrong = json.loads(json.dumps(right))
+            props = wrong["modified"][0]["properties"]
+            key = sorted(props)[0]
+            props[key] = "surely not this" if props[key] != "surely not this" else 0
+            yield wrong
+            yield {**right, "modified": right["modified"] + [t.objects[0]]}  # an unchanged object, repeated
+        if right["score"]:
+            yield {**right, "score": {}}
+
+    tested = agree = 0
+    seen = set()
+    for t in load_split("test")[:400]:
+        r = Record(**export.record(t))
+        assert json.loads(target_text(r)) == json.loads(export.jsonl_response(serialize.target_text(t)))
+        for diff in variants(t):
+            text = json.dumps(diff)
+            tested += 1
+            value = reward.binary(text, t)[0]
+            seen.add(value)
+            agree += value == REWARDS["exact"](export.jsonl_response(text), r)[0]
+    assert tested > 800 and agree == tested and seen == {0.0, 1.0}
+    counts = export.export(tmp_path)
+    assert counts == {"train": 10735, "test": 2954} and len(read_records(tmp_path / "test.jsonl")) == 2954
