@@ -22,7 +22,7 @@ from . import device as dev
 from . import domains, report, rundir
 from .engine import models, pretrained
 from .engine.checkpoint import load_trainer_state, save_config, save_json
-from .engine.domain import Domain
+from .engine.domain import Domain, StageContext
 from .engine.evaluate import evaluate
 from .engine.mle import train_mle
 from .engine.rl import train_rl
@@ -238,7 +238,9 @@ class Pipeline:
         extra = {}
         if self.domain_cls.finish is not Domain.finish:  # e.g. the video domain's real-footage evaluation, pictures
             with self.timed("finish"):
-                extra = domain.finish(self, test, mle_model, rl_model, mle_eval, rl_eval)
+                stage = StageContext(out=self.out, results=Path(cfg.results), mle=cfg.mle, rl=cfg.rl, autocast=self.amp,
+                                     evaluate=self.evaluate)
+                extra = domain.finish(stage, test, mle_model, rl_model, mle_eval, rl_eval)
         timings = self.timings()
         results = report.build(cfg, command=command, timings=timings, params=models.num_params(rl_model),
                                mle=mle_eval, rlvr=rl_eval, out=self.out, n_train=len(train), n_rl=len(rl_train),

@@ -9,6 +9,7 @@ token ids, the rewards and a group label used to break evaluation down.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 # A reward is a pure function: (response text or decoded prediction, example
@@ -33,6 +34,18 @@ class Example:
         if self.loss_mask is None or all(self.loss_mask):
             return None
         return [-1 if m else t for t, m in zip(self.target_ids, self.loss_mask)]
+
+
+@dataclass
+class StageContext:
+    """What a domain's own stage after both evaluations (`Domain.finish`) gets from the run: no pipeline object."""
+
+    out: Path  # the run directory (the stage writes under a folder of its own there)
+    results: Path  # the results file (pictures may go beside it)
+    mle: Any  # the run's MLEConfig and RLConfig, for training of its own
+    rl: Any
+    autocast: Any  # the run's mixed-precision context factory
+    evaluate: Callable  # (model, domain, examples, description) -> the engine's evaluation result, run's settings
 
 
 class Domain:
@@ -101,8 +114,9 @@ class Domain:
         raise NotImplementedError
 
     # ---- results -------------------------------------------------------------------------------------------------
-    def finish(self, pipeline, test, mle_model, rl_model, mle_eval: dict, rl_eval: dict) -> dict:
-        """Extra results after both evaluations (e.g. the video domain's real footage); added to the results."""
+    def finish(self, stage: StageContext, test, mle_model, rl_model, mle_eval: dict, rl_eval: dict) -> dict:
+        """A stage of the domain's own after both evaluations (e.g. the video domain's real footage); what it
+        returns is added to the results."""
         return {}
 
     @staticmethod

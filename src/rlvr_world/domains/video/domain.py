@@ -239,11 +239,11 @@ class VideoDomain(Domain):
         return out
 
     # ---- what a run reports --------------------------------------------------
-    def finish(self, pipeline, test, mle_model, rl_model, mle_eval: dict, rl_eval: dict) -> dict:
+    def finish(self, stage, test, mle_model, rl_model, mle_eval: dict, rl_eval: dict) -> dict:
         """Per-setting metrics, tokenizer reconstruction, real Bridge/RT-1 footage, pictures (`evaluation`)."""
         from .evaluation import finish
 
-        return finish(self, pipeline, test, mle_model, rl_model, mle_eval, rl_eval)
+        return finish(self, stage, test, mle_model, rl_model, mle_eval, rl_eval)
 
     @staticmethod
     def markdown(res: dict) -> str:

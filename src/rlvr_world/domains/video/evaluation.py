@@ -93,7 +93,7 @@ def reconstruction(tok, frames: np.ndarray, lpips=None) -> dict:
     return {**{k: round_sig(float(m[k].mean()), 5) for k in METRICS if k in m}, "n_frames": len(flat)}
 
 
-def finish(domain, pipeline, test, mle_model, rl_model, mle_eval: dict, rl_eval: dict) -> dict:
+def finish(domain, stage, test, mle_model, rl_model, mle_eval: dict, rl_eval: dict) -> dict:
     """The video sections of the results (see the module docstring); pictures go beside the results file."""
     tok = domain.tokenizer
     res = compare(mle_eval, rl_eval, domain.groups)
@@ -104,40 +104,40 @@ def finish(domain, pipeline, test, mle_model, rl_model, mle_eval: dict, rl_eval:
     res["tokenizer"] = {name: reconstruction(tok, frames, domain.lpips) for name, frames in (
         ("sim_test", domain.episodes("test").frames), ("bridge_test", bridge("test").frames),
         ("rt1", rt1_frames(tok.frames.cfg.size)))}
-    res["bridge_real"] = real_footage(domain, pipeline, mle_model, rl_model)
-    res["pictures"] = {g: str(strip(Path(pipeline.cfg.results).with_name(
-        f"{Path(pipeline.cfg.results).stem}-{g}.png"), domain, test, mle_eval, rl_eval, g)) for g in domain.groups}
+    res["bridge_real"] = real_footage(domain, stage, mle_model, rl_model)
+    res["pictures"] = {g: str(strip(stage.results.with_name(f"{stage.results.stem}-{g}.png"), domain, test, mle_eval,
+                                    rl_eval, g)) for g in domain.groups}
     return res
 
 
-def real_footage(domain, pipeline, mle_model, rl_model) -> dict:
+def real_footage(domain, stage, mle_model, rl_model) -> dict:
     """World models on the held-out real Bridge episodes: zero-shot, then fine-tuned on the other 20."""
     from ...engine.mle import train_mle
     from ...engine.rl import train_rl
 
-    data, out = domain.data, pipeline.out / "bridge"
+    data, out = domain.data, stage.out / "bridge"
     test = domain.episode_examples(bridge("test"))
     res = {"n_test_episodes": 5, "n_train_episodes": 20, "n_test": len(test), "copy_last": copy_last(domain, test)}
     for name, model in (("zero_shot_mle", mle_model), ("zero_shot_rlvr", rl_model)):
-        res[name] = evaluate(pipeline, domain, model, test, f"bridge {name}", out / f"eval_{name}.json")
+        res[name] = evaluate(stage, domain, model, test, f"bridge {name}", out / f"eval_{name}.json")
     if data.bridge_finetune_epochs <= 0:
         return res
     train = domain.episode_examples(bridge("train"), ("multi_step",))
-    cfg = dataclasses.replace(pipeline.cfg.mle, epochs=data.bridge_finetune_epochs, warmup_steps=5)
-    tuned = train_mle(copy.deepcopy(mle_model), domain.tokenizer, train, cfg, out / "mle", autocast=pipeline.amp)
-    res["finetuned_mle"] = evaluate(pipeline, domain, tuned, test, "bridge fine-tuned MLE", out / "eval_mle.json")
+    cfg = dataclasses.replace(stage.mle, epochs=data.bridge_finetune_epochs, warmup_steps=5)
+    tuned = train_mle(copy.deepcopy(mle_model), domain.tokenizer, train, cfg, out / "mle", autocast=stage.autocast)
+    res["finetuned_mle"] = evaluate(stage, domain, tuned, test, "bridge fine-tuned MLE", out / "eval_mle.json")
     res["n_train"] = len(train)
     if data.bridge_rl_steps > 0:
-        rl_cfg = dataclasses.replace(pipeline.cfg.rl, steps=data.bridge_rl_steps, eval_every=0)
+        rl_cfg = dataclasses.replace(stage.rl, steps=data.bridge_rl_steps, eval_every=0)
         rl_train = domain.episode_examples(bridge("train"))
-        tuned = train_rl(tuned, domain.tokenizer, domain, rl_train, rl_cfg, out / "rl", autocast=pipeline.amp)
-        res["finetuned_rlvr"] = evaluate(pipeline, domain, tuned, test, "bridge fine-tuned RLVR", out / "eval_rl.json")
+        tuned = train_rl(tuned, domain.tokenizer, domain, rl_train, rl_cfg, out / "rl", autocast=stage.autocast)
+        res["finetuned_rlvr"] = evaluate(stage, domain, tuned, test, "bridge fine-tuned RLVR", out / "eval_rl.json")
         res["finetuned_compare"] = compare(*[_load(out / f) for f in ("eval_mle.json", "eval_rl.json")], domain.groups)
     return res
 
 
-def evaluate(pipeline, domain, model, examples, description: str, path: Path) -> dict:
-    r = pipeline.evaluate(model, domain, examples, description)
+def evaluate(stage, domain, model, examples, description: str, path: Path) -> dict:
+    r = stage.evaluate(model, domain, examples, description)
     summary = {**r.summary(), "records": r.records}
     save_json(path, summary)
     return {g: setting(summary, g) for g in domain.groups}
