@@ -158,3 +158,22 @@ def test_the_text_game_exported_as_records_scores_like_the_text_game(tmp_path):
     assert tested > 800 and agree == tested and seen == {0.0, 1.0}
     counts = export.export(tmp_path)
     assert counts == {"train": 10735, "test": 2954} and len(read_records(tmp_path / "test.jsonl")) == 2954
+
+
+def test_run_on_the_exported_text_game(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "rlvr_world.domains.textgame.export", "tg", "lit-lightbulb"],
+                       cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    out = tmp_path / "run"
+    args = ["run", "--domain", "jsonl", "--data.train-path", "tg/train.jsonl", "--data.test-path", "tg/test.jsonl",
+            "--out", str(out), "--results", str(out / "results.json"), "--threads", "1", "--vocab-size", "600",
+            "--model.hidden-size", "64", "--model.num-layers", "2", "--model.num-heads", "2",
+            "--model.max-positions", "4096", "--data.max-prompt-tokens", "4096", "--mle.epochs", "1",
+            "--mle.batch-tokens", "4000", "--mle.warmup-steps", "2", "--rl.steps", "1", "--rl.prompts-per-step", "2",
+            "--rl.group-size", "2", "--rl.max-new-tokens", "16", "--max-new-tokens", "16", "--eval-limit", "6",
+            "--curve-limit", "0", "--rl.reward", "exact"]
+    p = subprocess.run([sys.executable, "-m", "rlvr_world.cli", *args], cwd=tmp_path, env=ENV, capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    assert res["domain"] == "jsonl" and res["n_test"] == 6 and res["n_test_split"] == 56

@@ -1,6 +1,6 @@
 """The bundled text-game transitions as `jsonl` records, for `rlvr-world run --domain jsonl`.
 
-    python -m rlvr_world.domains.textgame.export DIR      writes DIR/train.jsonl and DIR/test.jsonl
+    python -m rlvr_world.domains.textgame.export DIR [GAME ...]   writes DIR/train.jsonl and DIR/test.jsonl
 
 A game state becomes one JSON object: `"score"` holds the score, and every
 game object sits under its uuid (as a string), its `contains` list sorted
@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from .data import Transition, load_split
+from .data import Transition, load_split, select_games
 
 
 def _object(o: dict) -> dict:
@@ -47,18 +47,18 @@ def jsonl_response(text: str) -> str:
         return text
 
 
-def export(out: Path) -> dict[str, int]:
-    """Write both splits; returns the number of records of each."""
+def export(out: Path, games: list[str] | None = None) -> dict[str, int]:
+    """Write both splits (of the named games only, when given); returns the number of records of each."""
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
     for split in ("train", "test"):
-        rows = [record(t) for t in load_split(split)]
+        rows = [record(t) for t in select_games(load_split(split), games or [])]
         (out / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         counts[split] = len(rows)
     return counts
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m rlvr_world.domains.textgame.export DIR")
-    print(export(Path(sys.argv[1])))
+    if len(sys.argv) < 2:
+        sys.exit("usage: python -m rlvr_world.domains.textgame.export DIR [GAME ...]")
+    print(export(Path(sys.argv[1]), sys.argv[2:]))
