@@ -25,6 +25,9 @@ def test_web_tiny_run_collects_trains_and_reports(tmp_path):
 
 
 def test_web_options_need_a_web_preset(tmp_path):
-    p = cli("run", "--domain", "web", "--out", str(tmp_path / "x"), cwd=tmp_path, check=False)
+    from rlvr_world.runconfig import preset_for
+
+    assert preset_for(None, "web") == "web"  # --domain web alone runs the web domain's own preset
+    p = cli("run", "--preset", "default", "--domain", "web", "--out", str(tmp_path / "x"), cwd=tmp_path, check=False)
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "presets (web" in p.stderr
     assert not (tmp_path / "x").exists() or not os.listdir(tmp_path / "x")
