@@ -192,9 +192,10 @@ class Pipeline:
         if cfg.model.init_from:
             self.init_dir = pretrained.resolve(cfg.model.init_from)
             vocab = json.loads((self.init_dir / "config.json").read_text()).get("vocab_size", 0)
-            if vocab < len(self.load_tokenizer(self.init_dir)):
-                raise models.ModelError(f"model vocabulary ({vocab}) is smaller than its tokenizer's "
-                                        f"({len(self.load_tokenizer(self.init_dir))}) in {cfg.model.init_from}")
+            ids = len(self.load_tokenizer(self.init_dir))
+            if vocab < ids:
+                raise models.ModelError(f"model vocabulary ({vocab}) is smaller than its tokenizer's ({ids}) in "
+                                        f"{cfg.model.init_from}")
         results = Path(cfg.results)
         rundir.prepare(self.out, cfg.resume, cfg.overwrite, results)  # refuses before the lock creates the directory
         with rundir.Lock(self.out):
@@ -223,8 +224,8 @@ class Pipeline:
             test_indices = (balanced_indices if cfg.eval_balanced else subsample_indices)(test, cfg.eval_limit, seed=1)
             test = [test[i] for i in test_indices]
         curve = subsample(test, cfg.curve_limit, seed=2) if cfg.curve_limit else []
-        h = {"mle": rundir.examples_hash(train), "eval_mle": rundir.examples_hash(train, test),
-             "rl": rundir.examples_hash(train, rl_train), "eval_rlvr": rundir.examples_hash(train, rl_train, test)}
+        tr, rl, te = (rundir.examples_hash(x) for x in (train, rl_train, test))  # each set hashed once
+        h = {"mle": tr, "eval_mle": tr + te, "rl": tr + rl, "eval_rlvr": tr + rl + te}
         self.phases.record(self.verify(h))  # the examples too; then this run owns the directory
         save_config(self.out, cfg)
         with self.timed("mle", *PROGRESS["mle"]):

@@ -72,13 +72,11 @@ def fingerprint(cfg: Any, phase: str, data_hash: str = "") -> dict[str, Any]:
     return fp
 
 
-def examples_hash(*example_sets: Sequence) -> str:
+def examples_hash(examples: Sequence) -> str:
     """A short hash of examples' prompt and target ids: changed data means a changed fingerprint."""
     h = hashlib.sha256()
-    for examples in example_sets:
-        for e in examples:
-            h.update(repr((list(e.prompt_ids), list(e.target_ids))).encode())
-        h.update(b"|")
+    for e in examples:
+        h.update(repr((list(e.prompt_ids), list(e.target_ids))).encode())
     return h.hexdigest()[:16]
 
 

@@ -18,6 +18,18 @@ DOMAINS = {
 }
 
 
+def load_on_use(package_name: str):
+    """A domain package's module `__getattr__`: the package's `domain` module (and its dependencies) loads at the
+    first use of one of its names, so importing the package for its data options stays light."""
+
+    def __getattr__(name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(importlib.import_module(f"{package_name}.domain"), name)
+
+    return __getattr__
+
+
 def package(name: str):
     if name not in DOMAINS:
         raise ValueError(f"unknown domain {name!r}; known: {', '.join(DOMAINS)}")

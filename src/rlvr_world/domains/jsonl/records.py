@@ -22,12 +22,13 @@ Rewards never raise: a response that cannot be read scores 0 with
 
 from __future__ import annotations
 
-import gzip
 import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..jsonlines import read_json_lines
 
 
 class DataError(ValueError):
@@ -55,23 +56,7 @@ def dumps(x: Any) -> str:
 
 def read_records(path: str | Path) -> list[Record]:
     """Records of a (gzipped) JSON-lines file, or a DataError naming the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file not found: {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
-    out: list[Record] = []
-    lineno = 0
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if line.strip():
-                    out.append(_record(json.loads(line)))
-    except (OSError, EOFError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read {path}: {e}") from None
-    except (ValueError, TypeError) as e:
-        raise DataError(f"{path}, line {lineno}: {e}") from None
-    if not out:
-        raise DataError(f"{path} holds no records")
+    out = read_json_lines(path, _record, DataError, "a record")
     kinds = {r.structured for r in out}
     if len(kinds) > 1:
         first = next(i for i, r in enumerate(out, 1) if r.structured != out[0].structured)

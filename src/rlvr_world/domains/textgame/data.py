@@ -7,10 +7,10 @@ next score). The full next state to predict is `tick_state` with
 
 from __future__ import annotations
 
-import gzip
-import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..jsonlines import read_json_lines
 
 DATA_DIR = Path(__file__).parent / "data"
 SPLITS = {"train": DATA_DIR / "train.jsonl.gz", "test": DATA_DIR / "test.jsonl.gz"}
@@ -69,23 +69,7 @@ def _is_object(o) -> bool:
 
 def read_jsonl(path: str | Path) -> list[Transition]:
     """Transitions from a (gzipped) JSON-lines file, or a one-line DataError."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file not found: {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
-    out = []
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if line.strip():
-                    out.append(_transition(json.loads(line)))
-    except (OSError, EOFError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read {path}: {e}") from e
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
-        raise DataError(f"{path}, line {lineno}: not a text-game transition ({type(e).__name__}: {e})") from e
-    if not out:
-        raise DataError(f"{path} holds no transitions")
-    return out
+    return read_json_lines(path, _transition, DataError, "a text-game transition")
 
 
 def load_split(split: str, path: str = "") -> list[Transition]:

@@ -6,15 +6,9 @@ itself and its dependencies when first used (`domain`).
 
 from __future__ import annotations
 
-import importlib
-
+from .. import load_on_use
 from .options import VideoData
 
 __all__ = ["VideoData"]  # and, loaded on first use, every name of `domain`
 
-
-def __getattr__(name: str):
-    if name.startswith("__"):
-        raise AttributeError(name)
-    domain = importlib.import_module(f"{__name__}.domain")  # the domain, its rewards and their dependencies
-    return getattr(domain, name)
+__getattr__ = load_on_use(__name__)
