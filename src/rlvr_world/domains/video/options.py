@@ -28,7 +28,7 @@ class VideoData:
     bridge_finetune_epochs: float = 10.0  # MLE epochs on the 20 real Bridge training episodes (0: no fine-tuning)
     rl_settings: str = "single_step,multi_step"  # which settings' training examples RL samples prompts from
     bridge_rl_steps: int = 0  # RLVR steps on the real Bridge training episodes after that fine-tuning (0: none)
-    lpips: str = ""  # a local LPIPS (AlexNet) weights file: adds the lpips metric and the mae_lpips reward
+    lpips: str = "vgg"  # LPIPS network for the lpips metric and the mae_lpips reward: vgg, alex or a weights file
 
     def __post_init__(self):
         require(self, "data.", episodes_per_task=">= 1", steps=">= 1", test_fraction="in (0, 1)", context=">= 1",

@@ -20,7 +20,7 @@ def video() -> RunConfig:
                        rl_settings="multi_step"),
         model=ModelConfig(max_positions=512),
         mle=MLEConfig(epochs=2.0, lr=2e-3, warmup_steps=20),
-        rl=RLConfig(reward="mae_ssim", credit="token", steps=60, prompts_per_step=32, group_size=4,
+        rl=RLConfig(reward="mae_lpips", credit="token", steps=60, prompts_per_step=32, group_size=4,
                     micro_batch_size=32, max_new_tokens=256, lr=5e-5, temperature=0.6, eval_every=20),
         max_new_tokens=256, curve_limit=48,
     )
@@ -45,7 +45,7 @@ def video_full() -> RunConfig:
         # single-step prompts, 32 per step in groups of 4, 150 steps: +0.12 / +0.11 dB on an 8x8-grid default
         # run, +0.081 / +0.086 dB on video-full, every metric p < 1e-6; past ~250 steps entropy climbs and the
         # policy collapses (on 4x4 codes and multi-step prompts, after ~40). docs/video.md.
-        rl=RLConfig(reward="mae_ssim", credit="token", baseline="greedy", steps=150, prompts_per_step=32,
+        rl=RLConfig(reward="mae_lpips", credit="token", baseline="greedy", steps=150, prompts_per_step=32,
                     group_size=4, micro_batch_size=32, max_new_tokens=256, lr=5e-5, temperature=0.6,
                     eval_every=25),
         max_new_tokens=256, curve_limit=48,
@@ -58,10 +58,10 @@ def video_tiny() -> RunConfig:
         domain="video", out="runs/video-tiny", results="runs/video-tiny/results.json",
         data=VideoData(tasks=["reach-v3"], episodes_per_task=3, steps=5, test_fraction=0.34, grid=4,
                        levels="5,3", tokenizer_steps=30, action_bins=8, bridge_finetune_epochs=1.0,
-                       bridge_rl_steps=1),
+                       bridge_rl_steps=1, lpips="alex"),  # AlexNet: ~30x cheaper than VGG16 on CPU
         model=ModelConfig(hidden_size=32, num_layers=1, num_heads=2, max_positions=128),
         mle=MLEConfig(epochs=3, lr=1e-2, batch_tokens=2000, warmup_steps=2, save_every=20),
-        rl=RLConfig(reward="mae_ssim", credit="token", steps=2, prompts_per_step=3, group_size=4, max_new_tokens=64,
+        rl=RLConfig(reward="mae_lpips", credit="token", steps=2, prompts_per_step=3, group_size=4, max_new_tokens=64,
                     eval_every=1, save_every=1, lr=1e-3),
         eval_limit=6, curve_limit=2, max_new_tokens=64, eval_batch_size=8,
     )
