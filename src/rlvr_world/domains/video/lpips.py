@@ -300,12 +300,13 @@ class RememberingLPIPS(nn.Module):
 
     def _real_taps(self, y: torch.Tensor) -> list[torch.Tensor]:
         keys = [hashlib.sha1(f.detach().cpu().numpy().tobytes()).digest() for f in y]
-        todo = [i for i, k in enumerate(keys) if k not in self._feats]
+        found = {k: self._feats[k] for k in keys if k in self._feats}
+        todo = [i for i, k in enumerate(keys) if k not in found]
         if todo:
             fresh = self.inner._taps(y[todo])
             for j, i in enumerate(todo):
-                self._remember(self._feats, keys[i], [t[j] for t in fresh], self._sizes[1])
-        return [torch.stack([self._feats[k][layer] for k in keys]) for layer in range(len(self.inner.taps))]
+                found[keys[i]] = self._remember(self._feats, keys[i], [t[j] for t in fresh], self._sizes[1])
+        return [torch.stack([found[k][layer] for k in keys]) for layer in range(len(self.inner.taps))]
 
     def distance_map(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if len(y) > self._sizes[1] // 2:  # a large batch (a whole test set's frames): nothing to reuse
