@@ -166,11 +166,16 @@ def test_token_rewards_split_the_reward_over_the_frame_codes(tok):
     hurt[0, :16, 16:32] = 1 - hurt[0, :16, 16:32]  # tile (0, 1)
     tiles = patch_rewards(hurt, real, 4)[0]
     assert tiles.argmin().item() == 1 and tiles.mean().item() == pytest.approx(video_reward(hurt, real)[0], abs=1e-4)
-    # the paper's reward (pretrained VGG16 LPIPS, the default network) splits the same way
+    # the paper's reward (pretrained VGG16 LPIPS, the default network) splits the same way, and scoring a
+    # response then splitting its reward runs the network once
+    calls = []
+    inner = dom.lpips.inner.distance_map
+    dom.lpips.inner.distance_map = lambda *a, **k: calls.append(1) or inner(*a, **k)
+    noisy[L + A] = (noisy[L + A] + 1) % tok.codebook  # a response not scored yet (frame 2 differs too)
+    value, parts = dom.score("mae_lpips", noisy, ex)
     per_token = dom.token_rewards("mae_lpips", noisy, ex)
     frames = [per_token[k * (L + A): k * (L + A) + L] for k in range(3)]
-    value, parts = dom.score("mae_lpips", noisy, ex)
-    assert parts["lpips"] > 0 and np.mean(frames) == pytest.approx(value, abs=1e-5)
+    assert parts["lpips"] > 0 and np.mean(frames) == pytest.approx(value, abs=1e-5) and len(calls) == 1
     with pytest.raises(ValueError, match="LPIPS"):
         VideoDomain(tok, VideoData(lpips="")).token_rewards("mae_lpips", noisy, ex)
 

@@ -305,7 +305,8 @@ class RememberingLPIPS(nn.Module):
         if todo:
             fresh = self.inner._taps(y[todo])
             for j, i in enumerate(todo):
-                found[keys[i]] = self._remember(self._feats, keys[i], [t[j] for t in fresh], self._sizes[1])
+                # clones: a view would keep its whole batch's features alive
+                found[keys[i]] = self._remember(self._feats, keys[i], [t[j].clone() for t in fresh], self._sizes[1])
         return [torch.stack([found[k][layer] for k in keys]) for layer in range(len(self.inner.taps))]
 
     def distance_map(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
