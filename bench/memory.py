@@ -39,6 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from rlvr_world.engine.checkpoint import save_json
+
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 VARIANTS = {
     "baseline": {},
@@ -164,8 +166,7 @@ def main() -> None:
         print(f"{name}: warm {v['rss_warm_gb']} GB, end {v['rss_end_gb']} GB, "
               f"+{v['growth_gb_per_100_steps']} GB/100 steps, {v['median_step_s']} s/step", file=sys.stderr)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    save_json(out, result)
     plot(result, out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')}")
 

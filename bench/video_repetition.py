@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from rlvr_world.domains.video import VideoData, VideoDomain, VideoTokenizer
-from rlvr_world.domains.video.evaluation import real_repetition
+from rlvr_world.domains.video.evaluation import REWARD_FROM_PARTS, real_repetition
 from rlvr_world.engine.checkpoint import save_json
 
 
@@ -71,12 +71,10 @@ def main() -> None:
         "rlvr_stopped_repeating": int((rep["mle"] & ~rep["rlvr"]).sum()),
         "rlvr_started_repeating": int((~rep["mle"] & rep["rlvr"]).sum()),
     }
-    rewards = {"mae_ssim": (("mae", "ssim"), lambda r: -(r["mae"] + 1.0 - r["ssim"])),
-               "mae_lpips": (("mae", "lpips"), lambda r: -(r["mae"] + r["lpips"]))}
     edges = np.quantile(motion, [0.25, 0.5, 0.75])
     bins = np.digitize(motion, edges)  # 0..3
     result["rewards_on_mle_rollouts"] = {}
-    for name, (needs, fn) in rewards.items():
+    for name, (needs, fn) in REWARD_FROM_PARTS.items():
         if not all(k in recs["mle"][idx[0]] for k in needs):
             continue
         r = np.array([fn(recs["mle"][i]) for i in idx])

