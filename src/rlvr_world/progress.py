@@ -1,11 +1,20 @@
-"""Progress bars for every long phase (rich), quiet enough for CI logs."""
+"""Progress bars for every long phase (rich), quiet enough for CI logs.
+
+In a terminal the bar redraws in place. Where stderr is not a terminal (a log
+file, `nohup`, CI) rich would show nothing until the phase ends, so a plain
+line is printed instead at most every `LOG_EVERY_S` seconds: how far, how long
+so far, how long left, and the phase's latest figures.
+"""
 
 from __future__ import annotations
+
+import time
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 console = Console(stderr=True)
+LOG_EVERY_S = 60.0
 
 
 def bar(description: str, total: int | None, *, disable: bool = False) -> Progress:
@@ -22,9 +31,29 @@ def bar(description: str, total: int | None, *, disable: bool = False) -> Progre
         transient=False,
     )
     p.add_task(description, total=total, info="")
+    p.logged_at = time.monotonic()  # when a plain progress line was last printed (not in a terminal)
     return p
 
 
 def advance(p: Progress, n: int = 1, info: str | None = None) -> None:
     task = p.task_ids[0]
     p.update(task, advance=n, **({"info": info} if info is not None else {}))
+    if not p.disable and not p.console.is_terminal and time.monotonic() - p.logged_at >= LOG_EVERY_S:
+        p.logged_at = time.monotonic()
+        p.console.print(log_line(p.tasks[0]), highlight=False, markup=False)
+
+
+def log_line(task) -> str:
+    """`MLE 37/280, 2m13s so far, ~14m40s left: loss 1.2` for a task of a progress display."""
+    done = f"{task.completed:g}/{task.total:g}" if task.total is not None else f"{task.completed:g}"
+    line = f"{task.description} {done}, {clock(task.elapsed or 0.0)} so far"
+    if task.total and task.completed and task.elapsed:
+        line += f", ~{clock(task.elapsed / task.completed * (task.total - task.completed))} left"
+    info = task.fields.get("info", "")
+    return f"{line}: {info}" if info else line
+
+
+def clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
