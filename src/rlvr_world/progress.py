@@ -32,23 +32,29 @@ def bar(description: str, total: int | None, *, disable: bool = False) -> Progre
     )
     p.add_task(description, total=total, info="")
     p.logged_at = time.monotonic()  # when a plain progress line was last printed (not in a terminal)
+    p.origin = None  # (completed, time) at the first update: the rate leaves out work done before (a resumed run)
     return p
 
 
 def advance(p: Progress, n: int = 1, info: str | None = None) -> None:
     task = p.task_ids[0]
     p.update(task, advance=n, **({"info": info} if info is not None else {}))
-    if not p.disable and not p.console.is_terminal and time.monotonic() - p.logged_at >= LOG_EVERY_S:
-        p.logged_at = time.monotonic()
-        p.console.print(log_line(p.tasks[0]), highlight=False, markup=False)
+    now = time.monotonic()
+    if p.origin is None:
+        p.origin = (p.tasks[0].completed, now)
+    elif not p.disable and not p.console.is_terminal and now - p.logged_at >= LOG_EVERY_S:
+        p.logged_at = now
+        p.console.print(log_line(p.tasks[0], p.origin, now), highlight=False, markup=False)
 
 
-def log_line(task) -> str:
-    """`MLE 37/280, 2m13s so far, ~14m40s left: loss 1.2` for a task of a progress display."""
+def log_line(task, origin: tuple[float, float], now: float) -> str:
+    """`MLE 37/280, 2m13s so far, ~14m40s left: loss 1.2` for a task of a progress display; the time left is
+    at the rate since `origin` (completed, time)."""
     done = f"{task.completed:g}/{task.total:g}" if task.total is not None else f"{task.completed:g}"
     line = f"{task.description} {done}, {clock(task.elapsed or 0.0)} so far"
-    if task.total and task.completed and task.elapsed:
-        line += f", ~{clock(task.elapsed / task.completed * (task.total - task.completed))} left"
+    rate = (task.completed - origin[0]) / max(now - origin[1], 1e-9)
+    if task.total and rate > 0:
+        line += f", ~{clock((task.total - task.completed) / rate)} left"
     info = task.fields.get("info", "")
     return f"{line}: {info}" if info else line
 
