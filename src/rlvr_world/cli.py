@@ -3,6 +3,7 @@
     rlvr-world run [--preset default|full|web] [--rl.steps 50 ...]   the whole pipeline
     rlvr-world eval --model DIR [--limit N]                       greedy evaluation of a saved model
     rlvr-world seeds A.json B.json ... [--out F.json]             is the gain larger than the seed spread?
+    rlvr-world serve --model DIR [--port 8000]                    the model behind an OpenAI completions endpoint
 
 Every error a user can cause ends in one line on stderr and exit status 2.
 """
@@ -87,6 +88,10 @@ def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     se.add_argument("results", nargs="+", help="results JSON files written by `rlvr-world run`")
     se.add_argument("--out", default="", help="also write the summary to this JSON file (a .md table and a .png "
                                               "plot go beside it)")
+    from .serve import ServeConfig
+
+    sv = sub.add_parser("serve", help="a model behind an OpenAI-compatible completions endpoint")
+    add_options(sv, ServeConfig())
     return p
 
 
@@ -148,6 +153,32 @@ def cmd_seeds(args: argparse.Namespace) -> None:
     print(seeds.markdown(s))
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from . import device as dev
+    from .engine import models, pretrained
+    from .serve import Completer, ServeConfig, make_server
+    from .text import load_tokenizer
+
+    cfg = apply_overrides(ServeConfig(), args, skip=("command",))
+    if not cfg.model:
+        raise ValueError("--model is required")
+    dev.set_threads(cfg.threads)
+    device = dev.pick_device(cfg.device)
+    path = pretrained.resolve(cfg.model)
+    model = models.load(path).to(device)
+    completer = Completer(model, load_tokenizer(path), cfg.name or cfg.model, max_tokens=cfg.max_tokens,
+                          autocast=dev.amp(device, cfg.dtype))
+    server = make_server(completer, cfg.host, cfg.port, log=lambda line: print(line, file=sys.stderr, flush=True))
+    host, port = server.server_address[:2]
+    print(f"serving {completer.name!r} at http://{host}:{port}/v1 (POST /v1/completions; Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    finally:
+        server.server_close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser(argv).parse_args(argv)  # light: help and option errors come back before torch loads
     from .device import quiet_hf
@@ -158,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     from .engine.models import ModelError
 
     try:
-        {"run": cmd_run, "eval": cmd_eval, "seeds": cmd_seeds}[args.command](args)
+        {"run": cmd_run, "eval": cmd_eval, "seeds": cmd_seeds, "serve": cmd_serve}[args.command](args)
     except (DataError, ModelError, BrowserError, ValueError, OSError) as e:
         sys.stderr.write(f"rlvr-world: error: {e}\n")
         return 2

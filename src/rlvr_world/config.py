@@ -98,6 +98,7 @@ _RULES = {  # what `require` accepts for each spec
     "in (0, 1]": lambda v: 0 < v <= 1,
     "in (0, 1)": lambda v: 0 < v < 1,
     ">= 0, or -1 for all": lambda v: v >= 0 or v == -1,
+    "in [0, 65535]": lambda v: 0 <= v <= 65535 and v == int(v),
 }
 
 
