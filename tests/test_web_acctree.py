@@ -4,13 +4,14 @@ annotation text read and written."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from functools import cache
 from pathlib import Path
 
 import pytest
 
-from rlvr_world.domains.web.acctree import Diff, Node, diff, format_diff, parse, parse_diff
+from rlvr_world.domains.web.acctree import Diff, Node, apply_diff, diff, format_diff, parse, parse_diff, renumber
 
 FIXTURE = Path(__file__).parent / "fixtures" / "web" / "webarena_samples_tao.json"
 
@@ -257,3 +258,52 @@ def test_parse_diff_missing_sections_and_decoration():
 )
 def test_parse_diff_never_raises_on_garbage(text):
     assert parse_diff(text) == Diff()  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------
+# A difference applied to the page before: the predicted page an agent reads.
+
+MINIWOB = Path(__file__).parent / "fixtures" / "web" / "miniwob-sample.jsonl.gz"
+
+
+def bundled_pairs() -> list[tuple[str, str]]:
+    """(before, after) of every bundled transition: the WebArena records, and the MiniWoB sample with its
+    browser ids and renumbered as the web domain does."""
+    pairs = [(r["observation"], r["next_state_acctree"]) for r in records()]
+    with gzip.open(MINIWOB, "rt", encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            pairs += [(r["before"], r["after"]), renumber(r["before"], r["after"])[:2]]
+    return pairs
+
+
+def test_applying_the_true_difference_gives_the_page_after_on_every_bundled_transition():
+    pairs = bundled_pairs()
+    assert len(pairs) == 10 + 2 * 264
+    changed = 0
+    for before, after in pairs:
+        d = diff(before, after, rule="aligned")
+        changed += not d.empty
+        predicted = apply_diff(before, d)
+        assert diff(predicted, after, rule="aligned").empty
+        # the same elements with the same text, id for id except elements re-rendered under a new id
+        assert sorted((n.role, n.content) for n in parse(predicted)) == sorted((n.role, n.content) for n in parse(after))
+    assert changed > 100  # the round trip is not only tested on empty differences
+
+
+def test_apply_diff_deletes_updates_in_place_and_adds_at_the_end():
+    before = tree("[1] RootWebArea 'Form' focused: True", "\t[2] textbox 'Name'", "\t\t[3] StaticText 'x'",
+                  "\t[4] button 'Submit'")
+    d = Diff(new=["[9] alert 'Saved'"], deleted=["[3] StaticText 'x'"], updated=["[2] textbox 'Name' focused: True"])
+    assert apply_diff(before, d) == tree("[1] RootWebArea 'Form' focused: True", "\t[2] textbox 'Name' focused: True",
+                                         "\t[4] button 'Submit'", "\t[9] alert 'Saved'")
+    assert apply_diff(before, Diff()) == before
+
+
+def test_apply_diff_takes_a_models_wrong_answer_without_raising():
+    before = tree("[1] RootWebArea 'Form'", "\t[2] button 'OK'")
+    d = parse_diff("New items:\nnonsense\n[5] link 'a'\n\nDeleted items:\n[7] button 'gone'\n\n"
+                   "Updated items:\n[8] text 'no such id'\nmore nonsense")
+    assert apply_diff(before, d) == tree("[1] RootWebArea 'Form'", "\t[2] button 'OK'", "\t[5] link 'a'",
+                                         "\t[8] text 'no such id'")
+    assert apply_diff(None, d) == "\t[5] link 'a'\n\t[8] text 'no such id'"

@@ -77,7 +77,8 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["Diff", "Node", "Rule", "SECTION_HEADERS", "diff", "format_diff", "parse", "parse_diff", "renumber"]
+__all__ = ["Diff", "Node", "Rule", "SECTION_HEADERS", "apply_diff", "diff", "format_diff", "parse", "parse_diff",
+           "renumber"]
 
 Rule = Literal["wma", "aligned"]
 
@@ -195,6 +196,48 @@ def diff(before: str, after: str, *, rule: Rule = "wma") -> Diff:
     if rule == "aligned":
         return _aligned_diff(parse(before), parse(after))
     raise ValueError(f"unknown rule {rule!r}; known: 'wma', 'aligned'")
+
+
+def apply_diff(before: str, d: Diff) -> str:
+    """The page ``d`` says follows ``before``: a world model's predicted difference turned into a predicted page.
+
+    Deleted lines leave (the first element with that line, each time);
+    an updated line replaces the line of the element with its id, at that
+    element's depth; new lines, and updated lines whose id the page does not
+    have, are added at the end one level below the root: the difference does
+    not say where an element appears, so neither does the page it gives.
+    Everything else of ``before`` (its ``Tab`` header, element order and
+    depths) stays. For the ``aligned`` rule this inverts ``diff``:
+    ``diff(apply_diff(b, diff(b, a, rule="aligned")), a, rule="aligned")``
+    is empty (the same elements with the same lines; an element re-rendered
+    under a new id keeps its old one, which that rule does not count as a
+    change). Nothing raises: lines that do not read as elements are ignored.
+    """
+    lines = before.split("\n") if isinstance(before, str) else []
+    slots: list[str | None] = list(lines)  # None: deleted
+    elements = []  # (index in lines, depth, id, line without tabs)
+    for i, raw in enumerate(lines):
+        text = raw[:-1] if raw.endswith("\r") else raw
+        depth = len(text) - len(text.lstrip("\t"))
+        match = _ELEMENT.match(text.replace("\t", ""))
+        if match is not None:
+            elements.append((i, depth, match.group(1), text.replace("\t", "")))
+    for line in d.deleted:
+        hit = next((i for i, _, _, text in elements if text == line and slots[i] is not None), None)
+        if hit is not None:
+            slots[hit] = None
+    added = [line for line in d.new if _ELEMENT.match(line)]
+    for line in d.updated:
+        match = _ELEMENT.match(line)
+        if match is None:
+            continue
+        hit = next(((i, depth) for i, depth, node_id, _ in elements if node_id == match.group(1) and slots[i] is not None),
+                   None)
+        if hit is None:
+            added.append(line)
+        else:
+            slots[hit[0]] = "\t" * hit[1] + line
+    return "\n".join([s for s in slots if s is not None] + ["\t" + line for line in added])
 
 
 def renumber(before: str, after: str, action: str = "") -> tuple[str, str, str]:
