@@ -7,6 +7,8 @@ names "cuda" or "cpu" itself.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import functools
 import os
 import random
@@ -76,6 +78,54 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 def amp(device: torch.device, name: str = "auto"):
     """A factory of mixed-precision contexts for `device` and a dtype name (see `resolve_dtype`)."""
     return functools.partial(autocast, device, resolve_dtype(name, device))
+
+
+def resident_bytes() -> int:
+    """This process's resident set in bytes (0 where /proc is not there)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _malloc_trim():
+    """glibc's `malloc_trim`, or None (another C library, or turned off with RLVR_WORLD_MALLOC_TRIM=0)."""
+    if os.environ.get("RLVR_WORLD_MALLOC_TRIM", "1") == "0":
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+class MemoryTrimmer:
+    """Hands the memory that glibc keeps after PyTorch frees it back to the system, when the resident set has grown.
+
+    Training on the CPU frees and allocates gigabytes a step in tensors of
+    changing shapes; glibc keeps freed blocks in its heaps and the resident set
+    grows step after step (a LoRA SFT of SmolLM2: 10.5 GB at the start, 12.9 GB
+    45 steps later, 6.7 GB right after `malloc_trim(0)`; earlier runs reached
+    19 GB on a 24 GB machine). Called once a training step: the largest
+    resident set of the first `warmup` calls is the baseline, and whenever the
+    resident set is above `growth` times it, `malloc_trim(0)` runs. A no-op
+    where glibc is not the allocator.
+    """
+
+    def __init__(self, growth: float = 1.1, warmup: int = 10):
+        self.trim, self.growth, self.warmup = _malloc_trim(), growth, warmup
+        self.calls, self.baseline, self.trims = 0, 0, 0
+
+    def __call__(self) -> None:
+        if self.trim is None:
+            return
+        self.calls += 1
+        rss = resident_bytes()
+        if self.calls <= self.warmup:
+            self.baseline = max(self.baseline, rss)
+        elif rss > self.growth * self.baseline:
+            self.trim(0)
+            self.trims += 1
 
 
 def seed_everything(seed: int) -> None:

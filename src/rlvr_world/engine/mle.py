@@ -16,6 +16,7 @@ from typing import Sequence
 
 import torch
 
+from ..device import MemoryTrimmer
 from ..progress import advance, bar
 from .checkpoint import GracefulStop, MetricLog, check_finite, load_trainer_state, save_model
 from .domain import Example
@@ -104,6 +105,7 @@ def train_mle(
     log = MetricLog(out_dir / "metrics.jsonl", resume_step=start if state else -1, tensorboard=tensorboard)
     model.train()
     pad_id = tokenizer.pad_token_id
+    trim = MemoryTrimmer()  # the resident set stays near its size after warm-up
     with bar("MLE", total=len(plan)) as progress, GracefulStop() as stop:
         advance(progress, start)
         for step in range(start, len(plan)):
@@ -117,6 +119,7 @@ def train_mle(
             check_finite("MLE", step + 1, f"lower --mle.lr (now {cfg.lr:g})",
                          loss=loss.item(), gradient_norm=gnorm.item())
             opt.step()
+            trim()
             row = {"step": step + 1, "loss": loss.item(), "lr": opt.param_groups[0]["lr"], "grad_norm": gnorm.item(),
                    "target_tokens": n_tok, "step_s": time.perf_counter() - t0}
             log.write(row)

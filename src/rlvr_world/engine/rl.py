@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..device import generator
+from ..device import MemoryTrimmer, generator
 from ..progress import advance, bar
 from .checkpoint import GracefulStop, MetricLog, check_finite, load_trainer_state, save_model
 from .domain import Domain, Example
@@ -209,6 +209,7 @@ def train_rl(
     plan = prompt_batches(len(examples), cfg.prompts_per_step, cfg.steps, cfg.seed)
     if start == 0 and evaluate_fn and cfg.eval_every:
         log.write({"step": 0, **evaluate_fn(policy)})
+    trim = MemoryTrimmer()  # the resident set stays near its size after warm-up
     with bar("RLVR", total=cfg.steps) as progress, GracefulStop() as stop:
         advance(progress, start)
         for step in range(start, cfg.steps):
@@ -217,6 +218,7 @@ def train_rl(
             ro = collect(policy, domain, [examples[i] for i in plan[step]], cfg, step, autocast)
             t_sample = time.perf_counter() - t0
             m = update(policy, ref, opt, ro, cfg, domain.pad_id, autocast, step + 1)
+            trim()
             row = {"step": step + 1, "reward/mean": ro.rewards.mean().item(), **ro.parts, **m,
                    "response/length": sum(map(len, ro.responses)) / len(ro.responses),
                    "response/finished_frac": ro.finished.float().mean().item(),
