@@ -1,7 +1,7 @@
 """Does a training process's resident memory stay flat? RSS over the MLE steps of a preset, per allocator setting.
 
     python bench/memory.py [--preset default] [--steps 60] [--threads 2]
-                           [--variants baseline,onednn-cache-16,malloc-arenas-2,jemalloc]
+                           [--variants default,no-trim,onednn-cache-16,malloc-arenas-2,malloc-mmap,jemalloc]
                            [--out results/bench-memory.json]
 
 Each variant runs `rlvr-world run --preset P --threads T` in a fresh
@@ -14,13 +14,18 @@ peak, the growth per 100 steps after warm-up (a least-squares slope) and the
 median step time (variants that slow the steps down are no fix).
 
 Variants (environment of the process):
-- `baseline`: as a user runs it;
-- `onednn-cache-16`: ONEDNN_PRIMITIVE_CACHE_CAPACITY=16 (oneDNN keeps up to
-  1,024 compiled primitives, one per input shape, by default);
-- `malloc-arenas-2`: MALLOC_ARENA_MAX=2 (glibc's per-thread arenas);
-- `malloc-trim`: MALLOC_TRIM_THRESHOLD_=0 and MALLOC_MMAP_THRESHOLD_=1048576
-  (large blocks from mmap, returned at once);
-- `jemalloc`: LD_PRELOAD of Debian's libjemalloc2, when installed.
+- `default`: as a user runs it (the engine's `MemoryTrimmer` hands freed
+  memory back with glibc's `malloc_trim` once the resident set is 10% above
+  its size after warm-up);
+- `no-trim`: RLVR_WORLD_MALLOC_TRIM=0, glibc as it is (the engine before the
+  trimmer);
+- with the trimmer off, the other remedies tried: `onednn-cache-16`
+  (ONEDNN_PRIMITIVE_CACHE_CAPACITY=16; oneDNN keeps up to 1,024 compiled
+  primitives, one per input shape, by default), `malloc-arenas-2`
+  (MALLOC_ARENA_MAX=2: glibc's per-thread arenas), `malloc-mmap` (large
+  blocks from mmap, returned at once: MALLOC_MMAP_THRESHOLD_=1048576,
+  MALLOC_TRIM_THRESHOLD_=0), `jemalloc` (LD_PRELOAD of Debian's
+  libjemalloc2, when installed).
 
 Writes the JSON and a plot of RSS against step beside it.
 """
@@ -42,12 +47,14 @@ from pathlib import Path
 from rlvr_world.engine.checkpoint import save_json
 
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+OFF = {"RLVR_WORLD_MALLOC_TRIM": "0"}
 VARIANTS = {
-    "baseline": {},
-    "onednn-cache-16": {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "16"},
-    "malloc-arenas-2": {"MALLOC_ARENA_MAX": "2"},
-    "malloc-trim": {"MALLOC_TRIM_THRESHOLD_": "0", "MALLOC_MMAP_THRESHOLD_": "1048576"},
-    "jemalloc": {"LD_PRELOAD": JEMALLOC},
+    "default": {},
+    "no-trim": OFF,
+    "onednn-cache-16": {**OFF, "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "16"},
+    "malloc-arenas-2": {**OFF, "MALLOC_ARENA_MAX": "2"},
+    "malloc-mmap": {**OFF, "MALLOC_TRIM_THRESHOLD_": "0", "MALLOC_MMAP_THRESHOLD_": "1048576"},
+    "jemalloc": {**OFF, "LD_PRELOAD": JEMALLOC},
 }
 
 
@@ -147,7 +154,7 @@ def main() -> None:
     ap.add_argument("--preset", default="default")
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--variants", default="baseline,onednn-cache-16,malloc-arenas-2,malloc-trim,jemalloc")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--out", default="results/bench-memory.json")
     args = ap.parse_args()
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
