@@ -4,9 +4,10 @@
 
 The shapes are those of the benchmark model (hidden 256, MLP 704, vocabulary
 4,096): a decode step's 16 rows, and a training step's 12,288 tokens (forward,
-input gradient, weight gradient). GFLOP/s is the best of several runs; the
-ratios are why `engine.kernels` sends forward products and input gradients to
-oneDNN and leaves weight gradients with MKL.
+input gradient, weight gradient). GFLOP/s is the best of several runs. The
+engine makes the same comparison on its own, once per machine, for the uses it
+can send to oneDNN (`engine.kernels.choice`, kept in the cache); this table
+shows it map by map, with the weight gradient, which always stays with MKL.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from rlvr_world import device as dev
-from rlvr_world.engine.kernels import pack, packed_linear
+from rlvr_world.engine.kernels import cpu_signature, pack, packed_linear
 
 SHAPES = {"qkv": (768, 256), "out": (256, 256), "gate_up": (1408, 256), "down": (256, 704), "head": (4096, 256)}
 
@@ -66,7 +67,7 @@ def main() -> None:
                              "onednn_gflops": round(b, 1), "onednn_over_mkl": round(b / a, 2)})
                 print(f"{name:8s} rows {m:6d} {op:12s} MKL {a:6.1f}  oneDNN {b:6.1f} GFLOP/s  {b / a:.2f}x", flush=True)
     result = {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "threads": args.threads,
-              "cpu": cpu_name(), "torch": torch.__version__, "results": rows}
+              "cpu": cpu_name(), "cpu_flags": cpu_signature()["flags"], "torch": torch.__version__, "results": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

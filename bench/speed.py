@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import shlex
 import statistics
 import sys
@@ -117,6 +118,21 @@ def timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+def onednn_forced(fn):
+    """`fn` run with every linear map on oneDNN, whatever this machine's measured `kernels.choice()` says."""
+    def run():
+        before = os.environ.get("RLVR_WORLD_KERNELS")
+        os.environ["RLVR_WORLD_KERNELS"] = "onednn"
+        try:
+            fn()
+        finally:
+            if before is None:
+                os.environ.pop("RLVR_WORLD_KERNELS")
+            else:
+                os.environ["RLVR_WORLD_KERNELS"] = before
+    return run
 
 
 def stock(model):
@@ -255,7 +271,7 @@ def bench_ablations(model, prompts, long, args) -> dict:
 
     out = {}
     cases = {"decoder_batch16": (fast, generic), "logprobs_fwd_bwd_2x8": (grouped, per_row),
-             "mle_fwd_bwd_onednn_vs_mkl": (lambda: mle_step(trained), lambda: mle_step(plain))}
+             "mle_fwd_bwd_onednn_vs_mkl": (onednn_forced(lambda: mle_step(trained)), lambda: mle_step(plain))}
     for name, (a, b) in cases.items():
         a(), b()
         t_a, t_b = [], []
@@ -356,6 +372,7 @@ def main() -> None:
     long = torch.randint(len(SPECIALS), VOCAB, (256, args.prompt_tokens + args.new_tokens), generator=g).tolist()
     prompts = [p[: args.prompt_tokens] for p in long]
     result: dict = {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "threads": args.threads,
+                    "cpu": kernels.cpu_signature(), "kernel_choice": kernels.choice(),
                     "params": models.num_params(model), "prompt_tokens": args.prompt_tokens,
                     "new_tokens": args.new_tokens}
     print(f"model {result['params'] / 1e6:.2f}M parameters, {args.threads} threads", flush=True)

@@ -1,11 +1,19 @@
 """oneDNN linear maps against torch's own, values and gradients."""
 
+import json
+
 import pytest
 import torch
 
 from rlvr_world.engine import kernels
 
 pytestmark = pytest.mark.skipif(not kernels.ONEDNN, reason="this PyTorch has no oneDNN")
+
+
+@pytest.fixture(autouse=True)
+def onednn_everywhere(monkeypatch):
+    """These tests check oneDNN's results, whichever path this machine would choose."""
+    monkeypatch.setenv("RLVR_WORLD_KERNELS", "onednn")
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -50,3 +58,42 @@ def test_packed_linear_fuses_maps_sharing_an_input():
         assert torch.allclose(fused(x), torch.cat([a(x), b(x)], dim=-1), atol=1e-5)
         plain = kernels.PackedLinear.of(a, rows=4, pack_weight=False)
         assert plain.packed is None and torch.allclose(plain(x), a(x))
+
+
+def test_the_generic_path_serves_every_use_when_chosen(monkeypatch):
+    monkeypatch.setenv("RLVR_WORLD_KERNELS", "torch")
+    torch.manual_seed(0)
+    layer = kernels.accelerate(torch.nn.Sequential(torch.nn.Linear(8, 4)))[0]
+    x = torch.randn(5, 8, requires_grad=True)
+    layer(x).sum().backward()
+    assert "_onednn_packed" not in layer.__dict__ and x.grad is not None
+    assert kernels.PackedLinear.of(layer, rows=4).packed is None
+
+
+def test_an_unknown_kernel_setting_is_one_line(monkeypatch):
+    monkeypatch.setenv("RLVR_WORLD_KERNELS", "fast")
+    with pytest.raises(ValueError, match="RLVR_WORLD_KERNELS='fast': use onednn, torch"):
+        kernels.choice()
+
+
+def test_the_measured_choice_is_kept_per_machine_and_reused(monkeypatch, tmp_path):
+    monkeypatch.delenv("RLVR_WORLD_KERNELS")
+    monkeypatch.setenv("RLVR_WORLD_CACHE", str(tmp_path))
+    kernels._measured_choice.cache_clear()
+    monkeypatch.setattr(kernels, "measure_speedup", lambda: {"decode": 0.7, "forward": 1.3, "input_grad": 1.05})
+    try:
+        assert kernels.choice() == {"decode": False, "forward": True, "input_grad": False}  # margin 1.1
+        (saved,) = (tmp_path / "kernels").glob("*.json")
+        record = json.loads(saved.read_text())
+        assert record["onednn_speedup"]["forward"] == 1.3 and record["threads"] == torch.get_num_threads()
+        assert "model" in record["cpu"] and not list((tmp_path / "kernels").glob("*.tmp"))
+        kernels._measured_choice.cache_clear()  # a new process: reads the file, measures nothing
+        monkeypatch.setattr(kernels, "measure_speedup", lambda: pytest.fail("measured again"))
+        assert kernels.choice()["forward"] is True
+    finally:
+        kernels._measured_choice.cache_clear()
+
+
+def test_the_measurement_times_both_paths():
+    speedup = kernels.measure_speedup(repeats=1)
+    assert set(speedup) == set(kernels.USES) and all(0 < v < 100 for v in speedup.values())
