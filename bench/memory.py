@@ -164,8 +164,10 @@ def main() -> None:
     if "jemalloc" in names and not Path(JEMALLOC).is_file():
         print(f"jemalloc left out: {JEMALLOC} is not installed (apt-get install libjemalloc2)", file=sys.stderr)
         names.remove("jemalloc")
+    from rlvr_world.engine.kernels import cpu_signature
+
     result = {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "preset": args.preset,
-              "threads": args.threads, "steps": args.steps, "variants": {}}
+              "threads": args.threads, "steps": args.steps, "cpu": cpu_signature(), "variants": {}}
     for name in names:
         print(f"{name} ...", file=sys.stderr, flush=True)
         result["variants"][name] = run_variant(name, args.preset, args.steps, args.threads)
