@@ -28,6 +28,8 @@ weights (`kernels.effective_linear`). Both advance every live row by one token p
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 
 import torch
 import torch.nn.functional as F
@@ -38,13 +40,30 @@ from .kernels import PackedLinear
 FAST_MODEL_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
 
 
+def with_cache(model, cache) -> dict:
+    """The keyword arguments that hand `model`'s forward pass a KV cache: transformers 5.x names it `cache`
+    (and warns about the older `past_key_values`, to be dropped in 5.40), earlier versions `past_key_values`."""
+    return {_cache_name(type(getattr(model, "get_base_model", lambda: model)())): cache, "use_cache": True}
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_name(cls: type) -> str:
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
+
+
+def returned_cache(out):
+    """The KV cache a forward pass returned, under either name."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
 def prefill(model, ids: torch.Tensor, mask: torch.Tensor, autocast=None):
     """Run left-padded prompts (B, P) through the model once: (last-position logits (B, V), KV cache, positions (B, P))."""
     positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, P)
     with (autocast or contextlib.nullcontext)():
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                    past_key_values=DynamicCache(), use_cache=True, logits_to_keep=1)
-    return out.logits[:, -1, :], out.past_key_values, positions
+                    logits_to_keep=1, **with_cache(model, DynamicCache()))
+    return out.logits[:, -1, :], returned_cache(out), positions
 
 
 class HFDecoder:
@@ -64,8 +83,8 @@ class HFDecoder:
         self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.size(0), 1))], dim=1)
         with self.ctx():
             out = self.model(input_ids=tok[:, None], attention_mask=self.mask, position_ids=self.next_pos[:, None],
-                             past_key_values=self.cache, use_cache=True)
-        self.cache = out.past_key_values
+                             **with_cache(self.model, self.cache))
+        self.cache = returned_cache(out)
         self.next_pos = self.next_pos + 1
         return out.logits[:, -1, :]
 

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import torch
 
-from .decoders import prefill
+from .decoders import prefill, with_cache
 from .sampler import left_pad
 
 
@@ -119,7 +119,7 @@ def group_logprobs(
         positions = p_mask.sum(-1).repeat_interleave(G)[:, None] + torch.arange(T - 1, device=device)  # (N, T-1)
         with (autocast or contextlib.nullcontext)():
             out = model(input_ids=r_ids[:, :-1], attention_mask=mask, position_ids=positions,
-                        past_key_values=cache, use_cache=True)
+                        **with_cache(model, cache))
         logits.append(out.logits)  # (N, T-1, V)
     logp, entropy = gather_logprobs(torch.cat(logits, dim=1), r_ids, with_entropy)
     return logp, entropy, r_mask
