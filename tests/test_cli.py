@@ -51,9 +51,12 @@ def test_tiny_run_trains_and_reports(tiny_run):
         assert all(0 <= v <= 100 for v in res[key].values())
     assert res["n_test"] == 4 and res["reward"] == "task_specific" and res["params"] > 0
     assert res["command"].startswith("rlvr-world run --preset tiny")
-    assert set(res["phase_s"]) == {"tokenizer", "mle", "eval_mle", "rl", "eval_rlvr"}
+    assert set(res["phase_s"]) == {"tokenizer", "mle", "eval_mle", "rl", "eval_rlvr", "finish"}
     assert res["wall_s"] == pytest.approx(sum(res["phase_s"].values()), abs=0.2) and res["wall_s"] > 0
     assert (tiny_run / "results.md").is_file() and (tiny_run / "results.png").stat().st_size > 1000
+    for answers in res["answers"].values():  # what the greedy answers were: every test answer counted once
+        assert sum(a["attempted"] + a["no_change"] + a["invalid"] for a in answers.values()) == 4
+    assert "answers (greedy)" in (tiny_run / "results.md").read_text()
     config = json.loads((tiny_run / "config.json").read_text())
     assert config["rl"]["steps"] == 2
     rows = [json.loads(l) for l in (tiny_run / "rl" / "metrics.jsonl").read_text().splitlines()]

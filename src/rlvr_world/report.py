@@ -104,7 +104,8 @@ def markdown(res: dict) -> str:
             f"{info}; {res['params'] / 1e6:.2f}M-parameter model {res.get('model', 'trained from scratch')}; "
             f"wall time {res['wall_s'] / 60:.1f} min.\n\n"
             f"Written by `{res['command']}`. p: paired {' / '.join(tests)} test on the same test transitions.\n\n")
-    return head + "\n".join(rows) + "\n"
+    notes = domain_cls.notes_markdown(res)
+    return head + "\n".join(rows) + "\n" + (f"\n{notes}" if notes else "")
 
 
 def plot(res: dict, path: Path) -> None:

@@ -28,10 +28,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import torch
-
 from .config import require, require_choice
-from .engine.sampler import sample
 
 MAX_BODY_BYTES = 4 * 2**20
 MAX_N = 64  # completions per request, all prompts together
@@ -70,7 +67,7 @@ class RequestError(ValueError):
 class Completer:
     """Completions from one causal LM and its tokenizer; `complete` takes and returns the API's JSON objects."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer, name: str, *, max_tokens: int = 256, autocast=None):
+    def __init__(self, model, tokenizer, name: str, *, max_tokens: int = 256, autocast=None):
         self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
         self.max_tokens, self.autocast = max_tokens, autocast
         self.context = int(getattr(model.config, "max_position_embeddings", 0) or 0) or None
@@ -106,6 +103,10 @@ class Completer:
         if self.context and longest + max_tokens > self.context:
             raise RequestError(400, f"a prompt of {longest} tokens plus max_tokens {max_tokens} exceeds the model's "
                                     f"context of {self.context} tokens")
+        import torch  # here, not at the top: the command line's parser imports this module for its options
+
+        from .engine.sampler import sample
+
         generator = torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(63))
         with self.lock, torch.inference_mode():
             out = sample(self.model, prompts, eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id,

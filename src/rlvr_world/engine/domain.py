@@ -120,6 +120,11 @@ class Domain:
         return {}
 
     @staticmethod
+    def notes_markdown(res: dict) -> str:
+        """Markdown to add below the results table (e.g. what the answers were); empty for none."""
+        return ""
+
+    @staticmethod
     def markdown(res: dict) -> str | None:
         """The results as Markdown, for a domain whose results are not one table of groups (None: that table)."""
         return None

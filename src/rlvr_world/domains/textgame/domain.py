@@ -49,3 +49,34 @@ class TextGameDomain(TextDomain):
     prompt_text = staticmethod(prompt_text)
     target_text = staticmethod(target_text)
 
+    # ---- results -------------------------------------------------------------------------------------------------
+    def finish(self, stage, test, mle_model, rl_model, mle_eval: dict, rl_eval: dict) -> dict:
+        """What the greedy answers were, per model and group (`answer_breakdown`)."""
+        return {"answers": {"mle": answer_breakdown(mle_eval["records"]), "rlvr": answer_breakdown(rl_eval["records"])}}
+
+    @staticmethod
+    def notes_markdown(res: dict) -> str:
+        answers = res.get("answers")
+        if not answers:
+            return ""
+        rows = ["| answers (greedy): attempted a change (right) / no change / invalid | " +
+                " | ".join(g for g in answers["mle"]) + " |", "| --- |" + " --- |" * len(answers["mle"])]
+        for name, key in (("MLE", "mle"), ("RLVR", "rlvr")):
+            rows.append(f"| {name} | " + " | ".join(
+                f"{a['attempted']} ({a['attempted_right']}) / {a['no_change']} / {a['invalid']}"
+                for a in answers[key].values()) + " |")
+        return "\n".join(rows) + "\n"
+
+
+def answer_breakdown(records: list[dict]) -> dict[str, dict[str, int]]:
+    """Per group: how many answers attempted a change (and how many of those were right), said "no change", or
+    were no difference at all."""
+    out: dict[str, dict[str, int]] = {}
+    for r in records:
+        counts = out.setdefault(r["group"], {"n": 0, "attempted": 0, "attempted_right": 0, "no_change": 0,
+                                             "invalid": 0})
+        kind = reward.answer_kind(r["response"])
+        counts["n"] += 1
+        counts[kind] += 1
+        counts["attempted_right"] += int(kind == "attempted" and r["value"] >= 1)
+    return dict(sorted(out.items()))

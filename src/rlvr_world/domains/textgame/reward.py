@@ -70,6 +70,15 @@ def parse_diff(text: str) -> tuple[dict | None, str]:
     return {"modified": modified, "removed": removed, "score": score}, ""
 
 
+def answer_kind(text: str) -> str:
+    """What an answer does: "attempted" (it changes an object or the score), "no_change" (a well-formed empty
+    difference) or "invalid" (not a difference at all)."""
+    diff, _ = parse_diff(text)
+    if diff is None:
+        return "invalid"
+    return "attempted" if diff["modified"] or diff["removed"] or diff["score"] else "no_change"
+
+
 def apply_diff(objects: list[dict], score: dict, diff: dict) -> tuple[dict[Any, dict], dict]:
     """The predicted next state: objects by uuid, and the score."""
     removed = set(diff["removed"])
