@@ -130,7 +130,11 @@ def plot(res: dict, path: Path) -> None:
         if pts:
             ax2.plot(*zip(*pts), marker="o", label=g)
     ax2.set(xlabel="RL step", ylabel=f"{res['metric']} (%)", title=f"Test-subset {res['metric']} during RLVR")
-    ax2.legend()
+    if ax2.lines:
+        ax2.legend()
+    else:
+        ax2.text(0.5, 0.5, "not evaluated during RL", ha="center", va="center",
+                 transform=ax2.transAxes)
     fig.suptitle(f"{res['domain']}: {res['command']}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
