@@ -6,8 +6,8 @@ Allocates `--gb` GB as 4 MB tensors (served from glibc's heap, as a training
 step's are once glibc's mmap threshold has risen), writes them, frees them,
 then times allocating and writing them again, alternately into the memory
 glibc kept and after `malloc_trim(0)` gave it back. The difference is what
-the engine's `device.MemoryTrimmer` costs the step after each trim (it runs
-at most once every 20 steps for that reason).
+the engine's `device.MemoryTrimmer` costs the step after each trim (so it
+trims against the working set a step really needs, not at every step).
 """
 
 from __future__ import annotations

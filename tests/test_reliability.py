@@ -321,26 +321,27 @@ def test_tensorboard_logs_hold_the_same_numbers_as_the_jsonl(tmp_path):
 def test_the_memory_trimmer_trims_only_after_the_resident_set_outgrew_its_warm_size(monkeypatch):
     from rlvr_world import device
 
-    sizes = iter([5, 8, 6, 8.7, 9.0, 8.5, 12.0, 7.0, 9.5, 10.0])  # GB read by each call: 2 warm-up calls, then 8
+    sizes = iter([5, 8, 6, 8.7, 9.0, 10.0, 10.5, 11.2, 12.0])  # GB read by each call: 2 warm-up calls, then 7
     calls = []
     monkeypatch.setattr(device, "resident_bytes", lambda: next(sizes))
     monkeypatch.setattr(device, "_malloc_trim", lambda: calls.append)
-    trim = device.MemoryTrimmer(growth=1.1, warmup=2, every=3)
-    for _ in range(10):
+    trim = device.MemoryTrimmer(growth=1.1, warmup=2)
+    for _ in range(9):
         trim()
-    # above 8.8 GB: 9.0 (call 5) trims; 12.0 (call 7) is too soon after it; 9.5 (call 9) trims; 10.0 too soon
-    assert trim.baseline == 8 and calls == [0, 0] and trim.trims == 2
+    # working set 8 GB after warm-up: 9.0 trims; the step after it holds 10.0, the real working set, so 10.5 does
+    # not trim (not above 11.0) and 11.2 does; the step after it (12.0) raises the working set again
+    assert trim.baseline == 12.0 and calls == [0, 0] and trim.trims == 2
 
 
 def test_the_memory_trimmer_is_real_here_and_can_be_turned_off(monkeypatch):
     from rlvr_world import device
 
     assert device.resident_bytes() > 10 * 2**20  # this Python with torch holds more than 10 MB
-    trim = device.MemoryTrimmer(growth=0.0, warmup=0, every=1)
+    trim = device.MemoryTrimmer(growth=0.0, warmup=0)
     trim()  # glibc's malloc_trim really runs
     assert trim.trim is not None or not sys.platform.startswith("linux")
     assert trim.trims == (0 if trim.trim is None else 1)
     monkeypatch.setenv("RLVR_WORLD_MALLOC_TRIM", "0")
-    off = device.MemoryTrimmer(growth=0.0, warmup=0, every=1)
+    off = device.MemoryTrimmer(growth=0.0, warmup=0)
     off()
     assert off.trim is None and off.trims == 0

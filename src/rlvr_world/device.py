@@ -106,30 +106,32 @@ class MemoryTrimmer:
     changing shapes; glibc keeps freed blocks in its heaps and the resident set
     grows step after step (a LoRA SFT of SmolLM2: 10.5 GB at the start, 12.9 GB
     45 steps later, 6.7 GB right after `malloc_trim(0)`; earlier runs reached
-    19 GB on a 24 GB machine). Called once a training step: the largest
-    resident set of the first `warmup` calls is the baseline, and when the
-    resident set is above `growth` times it, `malloc_trim(0)` runs, at most once
-    every `every` calls: a trim gives back the step's whole working set, which
-    the next step takes again page by page (`bench/refault.py`: +0.28 s per GB
-    written, ~3 s for a SmolLM2 SFT step's 10 GB; once every 20 steps that is
-    ~1% of its ~12 s steps). A no-op where glibc is not the allocator.
+    19 GB on a 24 GB machine). Called once a training step, it runs
+    `malloc_trim(0)` when the resident set is above `growth` times the working
+    set: the largest resident set of the first `warmup` calls, raised to the
+    resident set of any step that follows a trim (a step that starts from
+    freshly returned memory holds no more than it needs). A trim costs the next
+    step its whole working set in fresh pages (`bench/refault.py`: +0.28 s per
+    GB written), so a working set larger than the warm-up showed must not make
+    it trim at every step. A no-op where glibc is not the allocator.
     """
 
-    def __init__(self, growth: float = 1.1, warmup: int = 10, every: int = 20):
-        self.trim, self.growth, self.warmup, self.every = _malloc_trim(), growth, warmup, every
-        self.calls, self.baseline, self.trims, self.last = 0, 0, 0, -every
+    def __init__(self, growth: float = 1.1, warmup: int = 10):
+        self.trim, self.growth, self.warmup = _malloc_trim(), growth, warmup
+        self.calls, self.baseline, self.trims, self.trimmed_last = 0, 0, 0, False
 
     def __call__(self) -> None:
         if self.trim is None:
             return
         self.calls += 1
         rss = resident_bytes()
-        if self.calls <= self.warmup:
+        if self.calls <= self.warmup or self.trimmed_last:
             self.baseline = max(self.baseline, rss)
-        elif rss > self.growth * self.baseline and self.calls - self.last >= self.every:
+            self.trimmed_last = False
+        elif rss > self.growth * self.baseline:
             self.trim(0)
             self.trims += 1
-            self.last = self.calls
+            self.trimmed_last = True
 
 
 def seed_everything(seed: int) -> None:
