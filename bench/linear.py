@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from rlvr_world import device as dev
-from rlvr_world.engine.kernels import cpu_signature, pack, packed_linear
+from rlvr_world.engine.kernels import pack, packed_linear
 
 SHAPES = {"qkv": (768, 256), "out": (256, 256), "gate_up": (1408, 256), "down": (256, 704), "head": (4096, 256)}
 
@@ -67,20 +67,10 @@ def main() -> None:
                              "onednn_gflops": round(b, 1), "onednn_over_mkl": round(b / a, 2)})
                 print(f"{name:8s} rows {m:6d} {op:12s} MKL {a:6.1f}  oneDNN {b:6.1f} GFLOP/s  {b / a:.2f}x", flush=True)
     result = {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "threads": args.threads,
-              "cpu": cpu_name(), "cpu_flags": cpu_signature()["flags"], "torch": torch.__version__, "results": rows}
+              "cpu": dev.cpu_signature(), "torch": torch.__version__, "results": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":

@@ -164,7 +164,7 @@ def main() -> None:
     if "jemalloc" in names and not Path(JEMALLOC).is_file():
         print(f"jemalloc left out: {JEMALLOC} is not installed (apt-get install libjemalloc2)", file=sys.stderr)
         names.remove("jemalloc")
-    from rlvr_world.engine.kernels import cpu_signature
+    from rlvr_world.device import cpu_signature
 
     result = {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "preset": args.preset,
               "threads": args.threads, "steps": args.steps, "cpu": cpu_signature(), "variants": {}}

@@ -25,7 +25,7 @@ import torch
 
 from rlvr_world.device import resident_bytes
 from rlvr_world.engine.checkpoint import save_json
-from rlvr_world.engine.kernels import cpu_signature
+from rlvr_world.device import cpu_signature
 
 BLOCK = 1_000_000  # floats: 4 MB
 

@@ -372,7 +372,7 @@ def main() -> None:
     long = torch.randint(len(SPECIALS), VOCAB, (256, args.prompt_tokens + args.new_tokens), generator=g).tolist()
     prompts = [p[: args.prompt_tokens] for p in long]
     result: dict = {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "threads": args.threads,
-                    "cpu": kernels.cpu_signature(), "kernel_choice": kernels.choice(),
+                    "cpu": dev.cpu_signature(), "kernel_choice": kernels.choice(),
                     "params": models.num_params(model), "prompt_tokens": args.prompt_tokens,
                     "new_tokens": args.new_tokens}
     print(f"model {result['params'] / 1e6:.2f}M parameters, {args.threads} threads", flush=True)

@@ -42,13 +42,25 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def cpu_supports_bf16() -> bool:
-    """True when the CPU has native bfloat16 dot products (AVX512-BF16 or AMX)."""
+def cpu_signature() -> dict:
+    """The CPU's model name and the instruction-set flags that decide which kernel is faster."""
+    name, flags = "unknown", set()
     try:
         with open("/proc/cpuinfo") as f:
-            flags = f.read()
+            for line in f:
+                if line.startswith("model name") and name == "unknown":
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
     except OSError:
-        return False
+        pass
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
+    return {"model": name, "flags": [f for f in wanted if f in flags]}
+
+
+def cpu_supports_bf16() -> bool:
+    """True when the CPU has native bfloat16 dot products (AVX512-BF16 or AMX)."""
+    flags = cpu_signature()["flags"]
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 

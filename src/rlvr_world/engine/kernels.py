@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from ..cache import cache_root
+from ..device import cpu_signature
 
 
 def _has_onednn() -> bool:
@@ -92,22 +93,6 @@ def _measured_choice(threads: int) -> dict[str, bool]:
     tmp.write_text(json.dumps({**machine, "onednn_speedup": speedup, "margin": MARGIN, "use_onednn": use}, indent=2))
     os.replace(tmp, path)
     return use
-
-
-def cpu_signature() -> dict:
-    """The CPU's model name and the instruction-set flags that decide which kernel is faster."""
-    name, flags = "unknown", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and name == "unknown":
-                    name = line.split(":", 1)[1].strip()
-                elif line.startswith("flags") and not flags:
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
-    return {"model": name, "flags": [f for f in wanted if f in flags]}
 
 
 def measure_speedup(repeats: int = 5) -> dict[str, float]:
