@@ -4,6 +4,7 @@
     rlvr-world eval --model DIR [--limit N]                       greedy evaluation of a saved model
     rlvr-world seeds A.json B.json ... [--out F.json]             is the gain larger than the seed spread?
     rlvr-world serve --model DIR [--port 8000]                    the model behind an OpenAI completions endpoint
+    rlvr-world agent --mle DIR --rlvr DIR                         a web agent planning with world models (MiniWoB++)
 
 Every error a user can cause ends in one line on stderr and exit status 2.
 """
@@ -92,6 +93,11 @@ def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     sv = sub.add_parser("serve", help="a model behind an OpenAI-compatible completions endpoint")
     add_options(sv, ServeConfig())
+    from .apps.webagent.options import AgentConfig
+
+    ag = sub.add_parser("agent", help="a MiniWoB++ web agent planning with web world models, against its policy "
+                                      "alone and an oracle")
+    add_options(ag, AgentConfig())
     return p
 
 
@@ -179,6 +185,17 @@ def cmd_serve(args: argparse.Namespace) -> None:
         server.server_close()
 
 
+def cmd_agent(args: argparse.Namespace) -> None:
+    from . import device as dev
+    from .apps.webagent.experiment import markdown, run_agents
+    from .apps.webagent.options import AgentConfig
+    from .pipeline import command_line
+
+    cfg = apply_overrides(AgentConfig(), args, skip=("command",))
+    dev.set_threads(cfg.threads)
+    print(markdown(run_agents(cfg, command_line())))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser(argv).parse_args(argv)  # light: help and option errors come back before torch loads
     from .device import quiet_hf
@@ -189,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     from .engine.models import ModelError
 
     try:
-        {"run": cmd_run, "eval": cmd_eval, "seeds": cmd_seeds, "serve": cmd_serve}[args.command](args)
+        {"run": cmd_run, "eval": cmd_eval, "seeds": cmd_seeds, "serve": cmd_serve, "agent": cmd_agent}[args.command](args)
     except (DataError, ModelError, BrowserError, ValueError, OSError) as e:
         sys.stderr.write(f"rlvr-world: error: {e}\n")
         return 2

@@ -14,6 +14,8 @@ gives a plain model that saves and reloads like any other.
 from __future__ import annotations
 
 import os
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -64,14 +66,24 @@ def with_lora(model: torch.nn.Module, rank: int, alpha: float) -> torch.nn.Modul
     """`model` with fresh LoRA adapters on all its linear maps but the output head; only they train."""
     from peft import LoraConfig, get_peft_model
 
-    return get_peft_model(model, LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules="all-linear"))
+    with _quiet_peft():
+        return get_peft_model(model, LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules="all-linear"))
 
 
 def load_adapter(model: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
     """`model` with the trainable LoRA adapter saved in `path` (a trainer checkpoint)."""
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(model, str(path), is_trainable=True)
+    with _quiet_peft():
+        return PeftModel.from_pretrained(model, str(path), is_trainable=True)
+
+
+@contextmanager
+def _quiet_peft():
+    """peft (0.21) still reads `is_gradient_checkpointing`, which transformers 5.x deprecates: not our users' concern."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def is_adapter(path: str | os.PathLike) -> bool:

@@ -157,27 +157,54 @@ def settled_tree(browser: Browser, seconds: float, tries: int = 5) -> str:
     return tree
 
 
-def run_episode(browser: Browser, task: str, episode: int, cfg: CollectConfig, rng: random.Random) -> list[dict]:
-    """One episode's transitions: {task, episode, step, objective, before, action, after}."""
-    browser.open(task_url(task))
-    goal = browser.js(START, rng.randrange(2**32)) or ""
-    tree, out, done = settled_tree(browser, cfg.settle_s), [], set()
-    for step in range(cfg.max_steps):
-        action = scripted_action(tree, goal, done, rng) if rng.random() < cfg.scripted_prob else None
-        action = action or random_action(tree, rng)
-        if action.node is not None:
-            done.add(action.node)
+class Episode:
+    """One seeded MiniWoB++ problem in a browser page: the same `seed` poses the same problem again.
+
+    `tree` is the page as last read; `reward` and `done` are MiniWoB's own
+    (`WOB_RAW_REWARD_GLOBAL`: 1 for success, -1 for failure, 0 while
+    running), read from the page's script and never shown to a model.
+    """
+
+    def __init__(self, browser: Browser, task: str, seed: int, settle_s: float = 0.15):
+        self.browser, self.task, self.seed, self.settle_s = browser, task, seed, settle_s
+        browser.open(task_url(task))
+        self.goal: str = browser.js(START, seed) or ""
+        self.tree = settled_tree(browser, settle_s)
+
+    def act(self, action: Action) -> str:
+        """Carry out `action` and return the page once it has settled (an action the page refuses changes nothing)."""
         try:
-            browser.act(action)
+            self.browser.act(action)
         except TimeoutException:
             raise
         except WebDriverException:  # e.g. the element has no box to click: the page stays as it was
             pass
-        after = settled_tree(browser, cfg.settle_s)
-        out.append({"task": task, "episode": episode, "step": step, "objective": goal, "before": tree,
+        self.tree = settled_tree(self.browser, self.settle_s)
+        return self.tree
+
+    @property
+    def reward(self) -> float:
+        return float(self.browser.js("return WOB_RAW_REWARD_GLOBAL;") or 0.0)
+
+    @property
+    def done(self) -> bool:
+        return bool(self.browser.js("return WOB_DONE_GLOBAL;"))
+
+
+def run_episode(browser: Browser, task: str, episode: int, cfg: CollectConfig, rng: random.Random) -> list[dict]:
+    """One episode's transitions: {task, episode, step, objective, before, action, after}."""
+    page = Episode(browser, task, rng.randrange(2**32), cfg.settle_s)
+    out, done = [], set()
+    for step in range(cfg.max_steps):
+        tree = page.tree
+        action = scripted_action(tree, page.goal, done, rng) if rng.random() < cfg.scripted_prob else None
+        action = action or random_action(tree, rng)
+        if action.node is not None:
+            done.add(action.node)
+        after = page.act(action)
+        out.append({"task": task, "episode": episode, "step": step, "objective": page.goal, "before": tree,
                     "action": str(action), "after": after})
-        tree = after
-        if browser.js("return WOB_DONE_GLOBAL;"):
+        if page.done:
             break
     return out
 

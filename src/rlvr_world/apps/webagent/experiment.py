@@ -1,0 +1,241 @@
+"""`rlvr-world agent`: fit the value function, run every agent on the same seeded episodes, write the results.
+
+Phases, each continuing where a stopped run left it (records in `run_dir`):
+
+1. value data: the proposal policy alone on `value_episodes` episodes per
+   task, on seeds of their own (`mpc.episode_seed(..., "value")`), every step
+   labelled with its episode's real outcome;
+2. the value function: fitted on three quarters of those episodes, its AUC
+   measured on the other quarter (or loaded from `--value`);
+3. the agents: the policy alone, MPC with the oracle world and with each world
+   model given, on the same `episodes` test seeds per task;
+4. the results: success per agent overall and per task with 95% intervals,
+   McNemar's test between agents on the paired episodes, world-model calls
+   and wall time per episode, and how well the world models predicted the
+   pages of the actions they chose.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import binomtest
+
+from ...domains.web.browser import Browser
+from ...domains.web.collect import task_url
+from ...engine.checkpoint import save_json
+from ...progress import advance, bar, console
+from ...stats import paired_test
+from .mpc import as_record, episode_seed, planner, policy_alone, run_with_retry
+from .options import AgentConfig
+from .value import FEATURES, LearnedValue, auc, features
+from .worlds import OracleWorld, World, endpoint, in_process
+
+PAIRS = [("oracle", "policy"), ("mle", "policy"), ("rlvr", "policy"), ("rlvr", "mle"), ("oracle", "rlvr")]
+
+
+class Records:
+    """Episode records in a JSON-lines file, appended one by one, keyed by what makes them comparable."""
+
+    def __init__(self, path: Path, settings: dict):
+        self.path, self.key = path, json.dumps(settings, sort_keys=True)
+        self.done: dict[tuple, dict] = {}
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                r = json.loads(line)
+                if r.get("settings") == self.key:
+                    self.done[(r["agent"], r["task"], r["seed"])] = r
+
+    def get(self, agent: str, task: str, seed: int) -> dict | None:
+        return self.done.get((agent, task, seed))
+
+    def add(self, record: dict) -> None:
+        record = {**record, "settings": self.key}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        self.done[(record["agent"], record["task"], record["seed"])] = record
+
+
+def world_model(spec: str, cfg: AgentConfig) -> World:
+    if spec.startswith(("http://", "https://")):
+        return endpoint(spec, "", max_tokens=cfg.max_tokens)
+    return in_process(spec, device=cfg.device, dtype=cfg.dtype, max_tokens=cfg.max_tokens)
+
+
+def run_agents(cfg: AgentConfig, command: str) -> dict:
+    """All phases; returns (and writes to `cfg.out`) the results."""
+    for task in cfg.tasks:
+        task_url(task)  # an unknown task fails before any browser starts
+    run = Path(cfg.run_dir)
+    common = {"k": cfg.k, "max_steps": cfg.max_steps, "settle_s": cfg.settle_s}
+    browser = Browser()
+    try:
+        value, value_report, browser = fit_value(cfg, run, common, browser)
+        agents = {"policy": (policy_alone, None)}
+        oracle = OracleWorld(settle_s=cfg.settle_s) if cfg.oracle else None
+        if oracle is not None:
+            agents["oracle"] = (planner(oracle, value), oracle)
+        for name, spec in (("mle", cfg.mle), ("rlvr", cfg.rlvr)):
+            if spec:
+                world = world_model(spec, cfg)
+                agents[name] = (planner(world, value), world)
+        value_key = value_report.get("weights")
+        records = {name: Records(run / "episodes.jsonl", {**common, "agent": name, "world": spec, "value": value_key})
+                   for name, spec in (("policy", ""), ("oracle", "browser"), ("mle", cfg.mle), ("rlvr", cfg.rlvr))}
+        jobs = [(task, episode_seed(task, i, "test")) for i in range(cfg.episodes) for task in cfg.tasks]
+        out: dict[str, list[dict]] = {name: [] for name in agents}
+        with bar("agents", total=len(jobs) * len(agents)) as progress:
+            for task, seed in jobs:
+                for name, (choose, world) in agents.items():
+                    r = records[name].get(name, task, seed)
+                    if r is None:
+                        result, browser = run_with_retry(Browser, browser, name, choose, task, seed, world=world,
+                                                         log=console.print, **common)
+                        r = as_record(result)
+                        records[name].add(r)
+                    out[name].append(r)
+                    advance(progress, 1, " ".join(f"{n} {100 * np.mean([x['success'] for x in v]):.0f}%"
+                                                  for n, v in out.items() if v))
+        if oracle is not None:
+            oracle.close()
+    finally:
+        browser.close()
+    res = summarise(cfg, out, value_report, command)
+    save_json(Path(cfg.out), res)
+    plot(res, Path(cfg.out).with_suffix(".png"))
+    return res
+
+
+def fit_value(cfg: AgentConfig, run: Path, common: dict, browser: Browser) -> tuple[LearnedValue, dict, Browser]:
+    """The value function: loaded from `cfg.value`, or fitted on the policy's own labelled episodes."""
+    if cfg.value:
+        value = LearnedValue.load(cfg.value)
+        return value, {"path": cfg.value, "weights": value.named_weights()}, browser
+    records = Records(run / "value-episodes.jsonl", {**common, "agent": "policy"})
+    jobs = [(task, episode_seed(task, i, "value")) for i in range(cfg.value_episodes) for task in cfg.tasks]
+    episodes = []
+    with bar("value data", total=len(jobs)) as progress:
+        for task, seed in jobs:
+            r = records.get("policy", task, seed)
+            if r is None:
+                result, browser = run_with_retry(Browser, browser, "policy", policy_alone, task, seed,
+                                                 log=console.print, **common)
+                r = as_record(result, with_trace=True)
+                records.add(r)
+            episodes.append(r)
+            advance(progress, 1, f"{100 * np.mean([e['success'] for e in episodes]):.0f}% successes")
+    value, report = fit_and_measure(episodes)
+    value.save(run / "value.json")
+    return value, report, browser
+
+
+def fit_and_measure(episodes: list[dict], held_out: float = 0.25, seed: int = 0) -> tuple[LearnedValue, dict]:
+    """Fit on most episodes, measure AUC (step level) on the rest, then refit on all of them."""
+    order = list(range(len(episodes)))
+    random.Random(seed).shuffle(order)
+    test = set(order[: max(1, round(held_out * len(order)))])
+
+    def rows(indices):
+        x = [features(s["goal"], s["before"], s["after"]) for i in indices for s in episodes[i]["trace"]]
+        y = [float(episodes[i]["success"]) for i in indices for s in episodes[i]["trace"]]
+        return np.array(x).reshape(-1, len(FEATURES)), np.array(y)
+
+    x_train, y_train = rows([i for i in order if i not in test])
+    x_test, y_test = rows(sorted(test))
+    held = LearnedValue.fit(x_train, y_train)
+    scores = held.logits(x_test)
+    value = LearnedValue.fit(*rows(order))
+    return value, {
+        "episodes": len(episodes), "steps": int(len(y_train) + len(y_test)),
+        "successful_episodes": int(sum(e["success"] for e in episodes)),
+        "held_out_episodes": len(test), "held_out_steps": int(len(y_test)),
+        "held_out_auc": round(auc(scores, y_test), 4),
+        "held_out_accuracy": round(float(np.mean((scores > 0) == (y_test > 0))), 4) if len(y_test) else None,
+        "held_out_auc_ends_goal_alone": round(auc(x_test[:, FEATURES.index("ends_goal")], y_test), 4),
+        "weights": value.named_weights(),
+    }
+
+
+def rate(successes: int, n: int) -> dict:
+    ci = binomtest(successes, n).proportion_ci(method="wilson") if n else None
+    return {"success": round(100 * successes / n, 2) if n else None, "n": n,
+            "ci95": [round(100 * ci.low, 2), round(100 * ci.high, 2)] if ci else None}
+
+
+def summarise(cfg: AgentConfig, out: dict[str, list[dict]], value_report: dict, command: str) -> dict:
+    agents = {}
+    for name, recs in out.items():
+        f1 = [x for r in recs for x in r["changed_f1"]]
+        agents[name] = {
+            **rate(sum(r["success"] for r in recs), len(recs)),
+            "per_task": {t: rate(sum(r["success"] for r in recs if r["task"] == t),
+                                 sum(r["task"] == t for r in recs)) for t in cfg.tasks},
+            "world_calls_per_episode": round(float(np.mean([r["world_calls"] for r in recs])), 2),
+            "wall_s_per_episode": round(float(np.mean([r["wall_s"] for r in recs])), 2),
+            "steps_per_episode": round(float(np.mean([r["steps"] for r in recs])), 2),
+            "took_other_than_policy": round(float(np.mean([i > 0 for r in recs for i in r["chosen"]] or [0])), 4),
+            "chosen_changed_f1": round(100 * float(np.mean(f1)), 2) if f1 else None,
+            "missed_ends": int(sum(r["missed_end"] for r in recs)),
+            "failed_pages": [f"{r['task']} seed {r['seed']}: {r['error']}" for r in recs if r["error"]],
+        }
+    pairs = {}
+    for a, b in PAIRS:
+        if a in out and b in out:
+            as_eval = {n: {"records": [{"index": i, "group": r["task"], "value": float(r["success"])}
+                                       for i, r in enumerate(out[n])]} for n in (a, b)}
+            pairs[f"{a} vs {b}"] = paired_test(as_eval[b], as_eval[a], binary=True)
+    return {"command": command, "tasks": cfg.tasks, "episodes_per_task": cfg.episodes, "k": cfg.k,
+            "max_steps": cfg.max_steps, "world_models": {"mle": cfg.mle, "rlvr": cfg.rlvr},
+            "value_function": value_report, "agents": agents, "paired": pairs,
+            "seeds": [r["seed"] for r in next(iter(out.values()))]}
+
+
+def plot(res: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(res["agents"])
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(14, 4.5), gridspec_kw={"width_ratios": [1, 4]})
+    for i, n in enumerate(names):
+        a = res["agents"][n]
+        ax.bar(i, a["success"], color=f"C{i}")
+        ax.errorbar(i, a["success"], yerr=[[a["success"] - a["ci95"][0]], [a["ci95"][1] - a["success"]]], color="k",
+                    capsize=4)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("success (%), 95% interval")
+    ax.set_title(f"{len(res['tasks'])} tasks x {res['episodes_per_task']} episodes")
+    width = 0.8 / len(names)
+    for i, n in enumerate(names):
+        per = res["agents"][n]["per_task"]
+        bx.bar(np.arange(len(res["tasks"])) + i * width, [per[t]["success"] or 0 for t in res["tasks"]], width,
+               label=n, color=f"C{i}")
+    bx.set_xticks(np.arange(len(res["tasks"])) + 0.4 - width / 2, res["tasks"], rotation=30, ha="right", fontsize=8)
+    bx.set_ylabel("success (%)")
+    bx.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown(res: dict) -> str:
+    """The results as a table: success per agent, and the paired tests."""
+    v = res["value_function"]
+    lines = [f"MiniWoB++: {len(res['tasks'])} tasks x {res['episodes_per_task']} episodes, {res['k']} candidates a step",
+             "", "| agent | success % (95% interval) | world-model calls / episode | s / episode |",
+             "|---|---|---|---|"]
+    for name, a in res["agents"].items():
+        lines.append(f"| {name} | {a['success']:.1f} ({a['ci95'][0]:.1f}-{a['ci95'][1]:.1f}) | "
+                     f"{a['world_calls_per_episode']:.1f} | {a['wall_s_per_episode']:.1f} |")
+    lines += ["", *(f"{pair}: {t['delta']:+.1f} points, McNemar p = {t['p']:.3g} ({t['gained']} won, {t['lost']} lost)"
+                    for pair, t in res["paired"].items() if t)]
+    if "held_out_auc" in v:
+        lines += ["", f"value function: held-out AUC {v['held_out_auc']:.3f} on {v['held_out_steps']} steps "
+                      f"of {v['held_out_episodes']} episodes"]
+    return "\n".join(lines)
