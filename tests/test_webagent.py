@@ -51,6 +51,12 @@ def test_features_read_what_changed_against_the_instruction():
     assert right[f["ends_goal"]] == 1 and right[f["goal_focused"]] == 1 and right[f["ends_other"]] == 0
     assert wrong[f["ends_other"]] == 1 and wrong[f["other_focused"]] == 1 and wrong[f["ends_goal"]] == 0
     assert features(GOAL, BEFORE, BEFORE)[f["unchanged"]] == 1
+    options = "[1] RootWebArea 'Click Option Task'\n\t[3] radio 'Ty' checked: {}\n\t[4] radio 'Msag' checked: False\n\t[5] button 'Submit'"
+    ended = "\n\t[9] StaticText 'START'"
+    early = features("Select Ty and click Submit.", options.format(False), options.format(False) + ended)
+    ready = features("Select Ty and click Submit.", options.format(True), options.format(True) + ended)
+    assert early[f["unmet"]] == 1 and early[f["ends_unmet"]] == 1 and early[f["ends_met"]] == 0  # submitted too early
+    assert ready[f["unmet"]] == 0 and ready[f["ends_met"]] == 1 and ready[f["ends_unmet"]] == 0
     for r in rows()[:60]:  # real pages: finite, and the page itself is "unchanged"
         b, a, _ = renumber(r["before"], r["after"])
         assert np.isfinite(features(r["objective"], b, a)).all()

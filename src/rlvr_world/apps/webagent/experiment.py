@@ -31,7 +31,7 @@ from ...progress import advance, bar, console
 from ...stats import paired_test
 from .mpc import as_record, episode_seed, planner, policy_alone, run_with_retry
 from .options import AgentConfig
-from .value import FEATURES, LearnedValue, auc, features
+from .value import FEATURES, JudgeValue, LearnedValue, auc, features
 from .worlds import OracleWorld, World, endpoint, in_process
 
 PAIRS = [("oracle", "policy"), ("mle", "policy"), ("rlvr", "policy"), ("rlvr", "mle"), ("oracle", "rlvr")]
@@ -83,10 +83,11 @@ def run_agents(cfg: AgentConfig, command: str) -> dict:
             if spec:
                 world = world_model(spec, cfg)
                 agents[name] = (planner(world, value), world)
-        value_key = value_report.get("weights")
+        value_key = value_report.get("weights") if value_report["kind"] == "learned" else value_report["judge"]
         records = {name: Records(run / "episodes.jsonl", {**common, "agent": name, "world": spec, "value": value_key})
-                   for name, spec in (("policy", ""), ("oracle", "browser"), ("mle", cfg.mle), ("rlvr", cfg.rlvr))}
-        jobs = [(task, episode_seed(task, i, "test")) for i in range(cfg.episodes) for task in cfg.tasks]
+                   for name, spec in (("oracle", "browser"), ("mle", cfg.mle), ("rlvr", cfg.rlvr))}
+        records["policy"] = Records(run / "episodes.jsonl", {**common, "agent": "policy"})  # plans with nothing
+        jobs = [(task, episode_seed(task, i, cfg.seeds)) for i in range(cfg.episodes) for task in cfg.tasks]
         out: dict[str, list[dict]] = {name: [] for name in agents}
         with bar("agents", total=len(jobs) * len(agents)) as progress:
             for task, seed in jobs:
@@ -114,7 +115,7 @@ def fit_value(cfg: AgentConfig, run: Path, common: dict, browser: Browser) -> tu
     """The value function: loaded from `cfg.value`, or fitted on the policy's own labelled episodes."""
     if cfg.value:
         value = LearnedValue.load(cfg.value)
-        return value, {"path": cfg.value, "weights": value.named_weights()}, browser
+        return value, {"kind": "learned", "path": cfg.value, "weights": value.named_weights()}, browser
     records = Records(run / "value-episodes.jsonl", {**common, "agent": "policy"})
     jobs = [(task, episode_seed(task, i, "value")) for i in range(cfg.value_episodes) for task in cfg.tasks]
     episodes = []
@@ -128,16 +129,23 @@ def fit_value(cfg: AgentConfig, run: Path, common: dict, browser: Browser) -> tu
                 records.add(r)
             episodes.append(r)
             advance(progress, 1, f"{100 * np.mean([e['success'] for e in episodes]):.0f}% successes")
-    value, report = fit_and_measure(episodes)
-    value.save(run / "value.json")
+    value, report = fit_and_measure(episodes, split=cfg.value_target == "ends",
+                                    judge=JudgeValue(cfg.judge, dtype=cfg.dtype) if cfg.judge else None)
+    if isinstance(value, LearnedValue):
+        value.save(run / "value.json")
     return value, report, browser
 
 
-def fit_and_measure(episodes: list[dict], held_out: float = 0.25, seed: int = 0) -> tuple[LearnedValue, dict]:
-    """Fit on most episodes, measure AUC (step level) on the rest, then refit on all of them."""
+def fit_and_measure(episodes: list[dict], held_out: float = 0.25, seed: int = 0, split: bool = True,
+                    judge: JudgeValue | None = None) -> tuple[LearnedValue | JudgeValue, dict]:
+    """Fit on most episodes and measure AUC (step level) on the rest; the learned value is then refitted on all.
+
+    With a `judge`, it is measured on the same held-out steps, and whichever has the higher AUC is returned.
+    """
     order = list(range(len(episodes)))
     random.Random(seed).shuffle(order)
     test = set(order[: max(1, round(held_out * len(order)))])
+    steps = [(s, float(episodes[i]["success"])) for i in sorted(test) for s in episodes[i]["trace"]]
 
     def rows(indices):
         x = [features(s["goal"], s["before"], s["after"]) for i in indices for s in episodes[i]["trace"]]
@@ -146,18 +154,37 @@ def fit_and_measure(episodes: list[dict], held_out: float = 0.25, seed: int = 0)
 
     x_train, y_train = rows([i for i in order if i not in test])
     x_test, y_test = rows(sorted(test))
-    held = LearnedValue.fit(x_train, y_train)
-    scores = held.logits(x_test)
-    value = LearnedValue.fit(*rows(order))
-    return value, {
+    scores = LearnedValue.fit(x_train, y_train, split=split).logits(x_test)
+    value = LearnedValue.fit(*rows(order), split=split)
+    ends = x_test[:, FEATURES.index("ends")] > 0
+    report = {
+        "kind": "learned", "target": "ends" if split else "all",
         "episodes": len(episodes), "steps": int(len(y_train) + len(y_test)),
         "successful_episodes": int(sum(e["success"] for e in episodes)),
         "held_out_episodes": len(test), "held_out_steps": int(len(y_test)),
         "held_out_auc": round(auc(scores, y_test), 4),
         "held_out_accuracy": round(float(np.mean((scores > 0) == (y_test > 0))), 4) if len(y_test) else None,
         "held_out_auc_ends_goal_alone": round(auc(x_test[:, FEATURES.index("ends_goal")], y_test), 4),
+        "held_out_ending_steps": int(ends.sum()),
+        "held_out_ending_auc": round(auc(scores[ends], y_test[ends]), 4),  # where the step's label is its own reward
         "weights": value.named_weights(),
     }
+    if judge is None:
+        return value, report
+    judged = np.array([judge.score(s["goal"], s["before"], s["after"])
+                       for s, _ in progress_over(steps, "judge on held-out steps")])
+    report["judge"] = {"model": judge.spec, "held_out_auc": round(auc(judged, y_test), 4),
+                       "held_out_accuracy": round(float(np.mean((judged > 0) == (y_test > 0))), 4)}
+    if report["judge"]["held_out_auc"] > report["held_out_auc"]:
+        return judge, {**report, "kind": "judge"}
+    return value, report
+
+
+def progress_over(items: list, description: str):
+    with bar(description, total=len(items)) as progress:
+        for item in items:
+            yield item
+            advance(progress)
 
 
 def rate(successes: int, n: int) -> dict:
@@ -188,7 +215,7 @@ def summarise(cfg: AgentConfig, out: dict[str, list[dict]], value_report: dict, 
             as_eval = {n: {"records": [{"index": i, "group": r["task"], "value": float(r["success"])}
                                        for i, r in enumerate(out[n])]} for n in (a, b)}
             pairs[f"{a} vs {b}"] = paired_test(as_eval[b], as_eval[a], binary=True)
-    return {"command": command, "tasks": cfg.tasks, "episodes_per_task": cfg.episodes, "k": cfg.k,
+    return {"command": command, "tasks": cfg.tasks, "episodes_per_task": cfg.episodes, "seed_set": cfg.seeds, "k": cfg.k,
             "max_steps": cfg.max_steps, "world_models": {"mle": cfg.mle, "rlvr": cfg.rlvr},
             "value_function": value_report, "agents": agents, "paired": pairs,
             "seeds": [r["seed"] for r in next(iter(out.values()))]}
@@ -238,4 +265,7 @@ def markdown(res: dict) -> str:
     if "held_out_auc" in v:
         lines += ["", f"value function: held-out AUC {v['held_out_auc']:.3f} on {v['held_out_steps']} steps "
                       f"of {v['held_out_episodes']} episodes"]
+    if "judge" in v:
+        lines += [f"judge ({v['judge']['model']}): held-out AUC {v['judge']['held_out_auc']:.3f}; planning with the "
+                  f"{v['kind']} value function"]
     return "\n".join(lines)

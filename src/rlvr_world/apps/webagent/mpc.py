@@ -24,7 +24,7 @@ from ...domains.web.browser import Action, Browser
 from ...domains.web.collect import Episode
 from ...domains.web.reward import prf
 from .policy import propose
-from .value import LearnedValue
+from .value import JudgeValue, LearnedValue
 from .worlds import State, World, dense
 
 Chooser = Callable[[State, list[Action]], tuple[int, list[str] | None]]  # -> chosen index, predicted pages
@@ -59,7 +59,7 @@ def policy_alone(state: State, candidates: list[Action]) -> tuple[int, None]:
     return 0, None
 
 
-def planner(world: World, value: LearnedValue) -> Chooser:
+def planner(world: World, value: LearnedValue | JudgeValue) -> Chooser:
     """Choose the candidate whose predicted page the value function scores highest."""
 
     def choose(state: State, candidates: list[Action]) -> tuple[int, list[str]]:

@@ -19,6 +19,8 @@ class AgentConfig:
 
     tasks: list[str] = field(default_factory=lambda: list(TASKS))  # MiniWoB task names
     episodes: int = 30  # test episodes per task, seeded: every agent meets the same problems
+    seeds: str = "test"  # which seeded episodes: "test" (the reported ones), or another name (e.g. "dev") to try
+    # settings on episodes of their own
     k: int = 4  # candidate actions the policy proposes at each step
     max_steps: int = 6  # actions per episode at most
     mle: str = ""  # the MLE world model: a web run's mle/model directory, or a completions URL (http://.../v1)
@@ -26,6 +28,9 @@ class AgentConfig:
     oracle: bool = True  # also plan with the real next page (replayed in a second browser page): the ceiling
     value: str = ""  # a saved value function (value.json); empty: fit one on value_episodes
     value_episodes: int = 20  # policy episodes per task to fit the value function on (a quarter held out)
+    value_target: str = "ends"  # "ends": regress pages that end the episode on their own reward, the rest are worth
+    # carrying on (value.LearnedValue); "all": regress every step on its episode's outcome
+    judge: str = ""  # also measure a pretrained LM (e.g. smollm2-135m) as the value function; the higher AUC plans
     out: str = "results/mpc-web.json"  # the results (a .png plot goes beside it)
     run_dir: str = "runs/mpc-web"  # per-episode records: a stopped run continues where it stopped
     settle_s: float = 0.15  # wait after an action before reading the page
@@ -35,7 +40,9 @@ class AgentConfig:
     threads: int = 0  # torch CPU threads (0: one per core)
 
     def __post_init__(self):
-        require_choice(self, "", dtype=("auto", "bf16", "fp32"))
+        require_choice(self, "", dtype=("auto", "bf16", "fp32"), value_target=("ends", "all"))
+        if self.seeds == "value":
+            raise ValueError("--seeds value: those episodes fit the value function; name another set")
         require(self, "", episodes=">= 1", k=">= 1", max_steps=">= 1", value_episodes=">= 0", settle_s=">= 0",
                 max_tokens=">= 1", threads=">= 0")
         if not self.value and self.value_episodes < 2:

@@ -4,8 +4,8 @@ A value function reads the instruction, the page now and a page that may
 follow (both with ids renamed 1, 2, 3, ... by `worlds.dense`): the browser's
 hidden state (MiniWoB's reward) never reaches it. `LearnedValue` is a logistic
 regression on what changed between the two pages, measured against the
-instruction (`features`); it is fitted on the agent's own episodes, labelled
-with MiniWoB's real outcome of the episode each step belongs to.
+instruction (`features`); it is fitted on the proposal policy's own episodes,
+labelled with MiniWoB's real outcome. `JudgeValue` asks a pretrained LM.
 
 Every feature reads the *difference* between the pages, never the action, so
 the value of a candidate is exactly as good as the world model's prediction of
@@ -35,8 +35,13 @@ FEATURES = (
     "goal_text_shown", "goal_text_lost",  # text the instruction names appears / disappears
     "ends_goal",  # ends, after an element or text the instruction names changed
     "ends_other",  # ends, after only other elements changed
+    "unmet",  # on the page after: elements the instruction names that could be checked but are not, and quoted
+    # text that no element shows
+    "ends_met", "ends_unmet",  # ends with nothing unmet / with something unmet (submitting too early)
 )
 STATE = re.compile(r"\b(checked|selected|pressed|expanded): True\b")
+CHECKABLE = {"checkbox", "radio", "tab", "option", "menuitemcheckbox", "menuitemradio", "switch", "ListBoxOption",
+             "MenuListOption", "treeitem"}
 
 
 def goal_terms(goal: str) -> tuple[str, set[str]]:
@@ -72,31 +77,55 @@ def features(goal: str, before: str, after: str) -> np.ndarray:
     shown = sum(q in texts_after and q not in texts_before for q in quoted)
     lost = sum(q in texts_before and q not in texts_after for q in quoted)
     goal_moved = focus[True] + max(checked[True], 0) + shown > 0
+    unmet = sum(n.role in CHECKABLE and names_goal(n.name, g, quoted) and not STATE.search(n.attrs)
+                for n in new.values()) + sum(q not in texts_after for q in quoted)
     return np.array([
         starts, d.empty, math.log1p(len(d.new)), math.log1p(len(d.deleted)), math.log1p(len(d.updated)),
         focus[True], focus[False], checked[True], checked[False], shown, lost,
         starts and goal_moved, starts and not goal_moved,
+        unmet, starts and not unmet, starts and unmet > 0,
     ], dtype=float)
 
 
 @dataclass
 class LearnedValue:
-    """A logistic regression on `features`, standardised by the training set's mean and spread."""
+    """A logistic regression on `features`, standardised by the training set's mean and spread.
+
+    With `continuation` set (the default fit), the regression judges only
+    pages on which MiniWoB has ended the episode, where the label is exact
+    (the step's own reward), and every other page is worth `continuation`:
+    the log-odds that the policy's episodes succeed from a page that did not
+    end. A candidate that ends the episode is then taken when it looks more
+    likely right than carrying on; among those that do not, the tie goes to
+    the policy's own order. (Fitted on every step with the episode's outcome
+    instead, the regression learns which tasks tend to succeed: pages that
+    gain elements, say, and it steers the agent off the policy's good moves.)
+    """
 
     weights: list[float]  # bias first, then one per feature
     mean: list[float]
     scale: list[float]
+    continuation: float | None = None  # the log-odds score of a page that does not end the episode; None: regress all
 
     def score(self, goal: str, before: str, after: str) -> float:
         return float(self.logits(features(goal, before, after)[None])[0])
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         w = np.asarray(self.weights)
-        return w[0] + ((x - np.asarray(self.mean)) / np.asarray(self.scale)) @ w[1:]
+        t = w[0] + ((x - np.asarray(self.mean)) / np.asarray(self.scale)) @ w[1:]  # (N,)
+        if self.continuation is None:
+            return t
+        return np.where(x[:, FEATURES.index("ends")] > 0, t, self.continuation)
 
     @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, l2: float = 1.0) -> "LearnedValue":
-        """Maximum likelihood with an L2 penalty `l2` on the feature weights (not the bias)."""
+    def fit(cls, x: np.ndarray, y: np.ndarray, l2: float = 1.0, split: bool = True) -> "LearnedValue":
+        """Maximum likelihood with an L2 penalty `l2` on the feature weights (not the bias); `split`: see the class."""
+        continuation = None
+        if split:
+            ends = x[:, FEATURES.index("ends")] > 0
+            p = (y[~ends].sum() + 1) / (len(y[~ends]) + 2)  # add-one smoothed
+            continuation = float(math.log(p / (1 - p)))
+            x, y = x[ends], y[ends]
         mean, scale = x.mean(0), x.std(0)
         scale[scale == 0] = 1.0
         z = np.hstack([np.ones((len(x), 1)), (x - mean) / scale])  # (N, 1 + F)
@@ -109,21 +138,22 @@ class LearnedValue:
             return nll, grad
 
         w = minimize(loss, np.zeros(z.shape[1]), jac=True, method="L-BFGS-B").x
-        return cls(w.tolist(), mean.tolist(), scale.tolist())
+        return cls(w.tolist(), mean.tolist(), scale.tolist(), continuation)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps({"features": FEATURES, "weights": self.weights, "mean": self.mean,
-                                          "scale": self.scale}, indent=1))
+                                          "scale": self.scale, "continuation": self.continuation}, indent=1))
 
     @classmethod
     def load(cls, path: str | Path) -> "LearnedValue":
         d = json.loads(Path(path).read_text())
         if tuple(d.get("features", ())) != FEATURES:
             raise ValueError(f"{path}: a value function over other features; fit it again")
-        return cls(d["weights"], d["mean"], d["scale"])
+        return cls(d["weights"], d["mean"], d["scale"], d.get("continuation"))
 
     def named_weights(self) -> dict[str, float]:
-        return {"bias": round(self.weights[0], 4), **{f: round(w, 4) for f, w in zip(FEATURES, self.weights[1:])}}
+        return {"bias": round(self.weights[0], 4), **{f: round(w, 4) for f, w in zip(FEATURES, self.weights[1:])},
+                **({"continuation": round(self.continuation, 4)} if self.continuation is not None else {})}
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -132,3 +162,40 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     if not len(pos) or not len(neg):
         return float("nan")
     return float(mannwhitneyu(pos, neg).statistic / (len(pos) * len(neg)))
+
+
+class JudgeValue:
+    """A pretrained instruction-following LM as the judge: log P(Yes) - log P(No) that the step made progress.
+
+    It reads the instruction and the two pages in its chat template and
+    answers one token; nothing is generated, so a candidate costs one forward
+    pass over its prompt (pages are cut to `max_page_chars` characters each).
+    """
+
+    QUESTION = ("Task: {goal}\n\nWeb page before the action:\n{before}\n\nWeb page after the action:\n{after}\n\n"
+                "Did the action bring the task closer to being completed correctly? Answer Yes or No.")
+
+    def __init__(self, spec: str = "smollm2-135m", *, dtype: str = "auto", max_page_chars: int = 3000):
+        import torch
+
+        from ... import device as dev
+        from ...engine import models, pretrained
+        from ...text import load_tokenizer
+
+        path = pretrained.resolve(spec)
+        self.spec = spec
+        self.torch, self.model, self.tokenizer = torch, models.load(path).eval(), load_tokenizer(path)
+        self.amp = dev.amp(torch.device("cpu"), dtype)
+        self.max_page_chars = max_page_chars
+        yes, no = (self.tokenizer.encode(w, add_special_tokens=False) for w in ("Yes", "No"))
+        self.yes, self.no = yes[0], no[0]
+
+    def score(self, goal: str, before: str, after: str) -> float:
+        text = self.QUESTION.format(goal=goal, before=before[: self.max_page_chars], after=after[: self.max_page_chars])
+        prompt = self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                                    add_generation_prompt=True)
+        ids = self.torch.tensor([self.tokenizer.encode(prompt, add_special_tokens=False)])  # (1, T)
+        with self.torch.inference_mode(), self.amp():
+            logits = self.model(input_ids=ids).logits[0, -1].float()  # (V,)
+        logp = self.torch.log_softmax(logits, -1)
+        return float(logp[self.yes] - logp[self.no])
