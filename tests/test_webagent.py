@@ -56,6 +56,8 @@ def test_features_read_what_changed_against_the_instruction():
     early = features("Select Ty and click Submit.", options.format(False), options.format(False) + ended)
     ready = features("Select Ty and click Submit.", options.format(True), options.format(True) + ended)
     assert early[f["unmet"]] == 1 and early[f["ends_unmet"]] == 1 and early[f["ends_met"]] == 0  # submitted too early
+    assert features(GOAL, BEFORE, after("next"), "click [12]")[f["ends_act_goal"]] == 1  # the action's own element
+    assert features(GOAL, BEFORE, after("next"), "click [15]")[f["ends_act_other"]] == 1
     assert ready[f["unmet"]] == 0 and ready[f["ends_met"]] == 1 and ready[f["ends_unmet"]] == 0
     for r in rows()[:60]:  # real pages: finite, and the page itself is "unchanged"
         b, a, _ = renumber(r["before"], r["after"])
@@ -67,8 +69,22 @@ def test_the_value_function_learns_separable_outcomes_and_round_trips(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, len(FEATURES)))
     y = (x[:, 0] - x[:, 3] + 0.3 * rng.normal(size=400) > 0).astype(float)
-    v = LearnedValue.fit(x[:300], y[:300])
-    assert auc(v.logits(x[300:]), y[300:]) > 0.95
+    v = LearnedValue.fit(x[:300], y[:300], split=False)
+    assert auc(v.logits(x[300:]), y[300:]) > 0.95 and v.continuation is None
+    # the default: only pages that end the episode are regressed; the others score the continuation log-odds
+    ends = FEATURES.index("ends")
+    x[:, ends] = rng.random(400) < 0.5
+    y = np.where(x[:, ends] > 0, x[:, 3] > 0, rng.random(400) < 0.25).astype(float)
+    left = rng.integers(0, 3, 400)  # actions left after the step
+    y[(x[:, ends] == 0) & (left == 0)] = 0  # out of steps: failed
+    v = LearnedValue.fit(x[:300], y[:300], left[:300])
+    p = 1 / (1 + np.exp(-np.array(v.continuation)))
+    for n in (1, 2):
+        assert abs(p[n] - y[:300][(x[:300, ends] == 0) & (left[:300] == n)].mean()) < 0.03
+    assert p[0] < 0.03  # no actions left: carrying on fails
+    s = v.logits(x[300:], left[300:])
+    assert (s[x[300:, ends] == 0] == np.array(v.continuation)[left[300:][x[300:, ends] == 0]]).all()
+    assert auc(s[x[300:, ends] > 0], y[300:][x[300:, ends] > 0]) > 0.95
     v.save(tmp_path / "v.json")
     assert LearnedValue.load(tmp_path / "v.json") == v
     (tmp_path / "old.json").write_text(json.dumps({"features": ["x"], "weights": [0, 1], "mean": [0], "scale": [1]}))
@@ -131,7 +147,7 @@ def test_an_mpc_episode_in_the_real_browser_with_a_tiny_world_model_in_process_a
     local = in_process(str(world_model_dir), dtype="fp32", max_tokens=8)
     seed = episode_seed("click-button", 0, "test")
     with Browser() as browser:
-        r = run_episode(browser, "mle", planner(local, value), "click-button", seed, k=3, max_steps=2, world=local)
+        r = run_episode(browser, "mle", planner(local, value, 2), "click-button", seed, k=3, max_steps=2, world=local)
         assert 1 <= r.steps <= 2 and r.world_calls == local.calls and 1 <= r.world_calls <= 3 * r.steps
         assert len(r.trace) == r.steps and all(0 <= i < 3 for i in r.chosen) and isinstance(r.success, bool)
         page = Episode(browser, "click-button", seed)

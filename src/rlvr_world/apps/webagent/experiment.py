@@ -78,11 +78,11 @@ def run_agents(cfg: AgentConfig, command: str) -> dict:
         agents = {"policy": (policy_alone, None)}
         oracle = OracleWorld(settle_s=cfg.settle_s) if cfg.oracle else None
         if oracle is not None:
-            agents["oracle"] = (planner(oracle, value), oracle)
+            agents["oracle"] = (planner(oracle, value, cfg.max_steps), oracle)
         for name, spec in (("mle", cfg.mle), ("rlvr", cfg.rlvr)):
             if spec:
                 world = world_model(spec, cfg)
-                agents[name] = (planner(world, value), world)
+                agents[name] = (planner(world, value, cfg.max_steps), world)
         value_key = value_report.get("weights") if value_report["kind"] == "learned" else value_report["judge"]
         records = {name: Records(run / "episodes.jsonl", {**common, "agent": name, "world": spec, "value": value_key})
                    for name, spec in (("oracle", "browser"), ("mle", cfg.mle), ("rlvr", cfg.rlvr))}
@@ -116,7 +116,7 @@ def fit_value(cfg: AgentConfig, run: Path, common: dict, browser: Browser) -> tu
     if cfg.value:
         value = LearnedValue.load(cfg.value)
         return value, {"kind": "learned", "path": cfg.value, "weights": value.named_weights()}, browser
-    records = Records(run / "value-episodes.jsonl", {**common, "agent": "policy"})
+    records = Records(run / "value-episodes.jsonl", {**common, "agent": "policy", "trace": 2})
     jobs = [(task, episode_seed(task, i, "value")) for i in range(cfg.value_episodes) for task in cfg.tasks]
     episodes = []
     with bar("value data", total=len(jobs)) as progress:
@@ -148,13 +148,14 @@ def fit_and_measure(episodes: list[dict], held_out: float = 0.25, seed: int = 0,
     steps = [(s, float(episodes[i]["success"])) for i in sorted(test) for s in episodes[i]["trace"]]
 
     def rows(indices):
-        x = [features(s["goal"], s["before"], s["after"]) for i in indices for s in episodes[i]["trace"]]
-        y = [float(episodes[i]["success"]) for i in indices for s in episodes[i]["trace"]]
-        return np.array(x).reshape(-1, len(FEATURES)), np.array(y)
+        steps = [(s, float(episodes[i]["success"])) for i in indices for s in episodes[i]["trace"]]
+        x = [features(s["goal"], s["before"], s["after"], s["action"]) for s, _ in steps]
+        return (np.array(x).reshape(-1, len(FEATURES)), np.array([y for _, y in steps]),
+                np.array([s["steps_left"] for s, _ in steps], dtype=int))
 
-    x_train, y_train = rows([i for i in order if i not in test])
-    x_test, y_test = rows(sorted(test))
-    scores = LearnedValue.fit(x_train, y_train, split=split).logits(x_test)
+    x_train, y_train, left_train = rows([i for i in order if i not in test])
+    x_test, y_test, left_test = rows(sorted(test))
+    scores = LearnedValue.fit(x_train, y_train, left_train, split=split).logits(x_test, left_test)
     value = LearnedValue.fit(*rows(order), split=split)
     ends = x_test[:, FEATURES.index("ends")] > 0
     report = {
@@ -171,7 +172,7 @@ def fit_and_measure(episodes: list[dict], held_out: float = 0.25, seed: int = 0,
     }
     if judge is None:
         return value, report
-    judged = np.array([judge.score(s["goal"], s["before"], s["after"])
+    judged = np.array([judge.score(s["goal"], s["before"], s["after"], s["action"], s["steps_left"])
                        for s, _ in progress_over(steps, "judge on held-out steps")])
     report["judge"] = {"model": judge.spec, "held_out_auc": round(auc(judged, y_test), 4),
                        "held_out_accuracy": round(float(np.mean((judged > 0) == (y_test > 0))), 4)}

@@ -47,7 +47,8 @@ class EpisodeResult:
     changed_f1: list[float] = field(default_factory=list)  # F1 of the predicted against the real difference of
     # each step's chosen action, where that action changed the page
     missed_end: int = 0  # steps whose chosen action ended the episode without the prediction saying so
-    trace: list[dict] = field(default_factory=list)  # value data: {goal, before, after} (ids renamed) per step
+    trace: list[dict] = field(default_factory=list)  # value data per step: {goal, before, action, after, steps_left}
+    # (ids renamed 1, 2, 3, ...)
 
 
 def episode_seed(task: str, index: int, split: str) -> int:
@@ -59,13 +60,14 @@ def policy_alone(state: State, candidates: list[Action]) -> tuple[int, None]:
     return 0, None
 
 
-def planner(world: World, value: LearnedValue | JudgeValue) -> Chooser:
+def planner(world: World, value: LearnedValue | JudgeValue, max_steps: int) -> Chooser:
     """Choose the candidate whose predicted page the value function scores highest."""
 
     def choose(state: State, candidates: list[Action]) -> tuple[int, list[str]]:
         pages = world.predict(state, candidates)
-        before = dense(state.tree)[0]
-        scores = [value.score(state.goal, before, page) for page in pages]
+        left = max_steps - len(state.history) - 1
+        scores = [value.score(state.goal, before, page, act, left)
+                  for (before, act), page in zip((dense(state.tree, a) for a in candidates), pages)]
         return max(range(len(scores)), key=lambda i: (scores[i], -i)), pages
 
     return choose
@@ -86,8 +88,9 @@ def run_episode(browser: Browser, agent: str, choose: Chooser, task: str, seed: 
         if action.node is not None:
             used.add(action.node)
         after = page.act(action)
-        real_before, real_after, _ = renumber(before, after)
-        out.trace.append({"goal": state.goal, "before": real_before, "after": real_after})
+        real_before, real_after, act = renumber(before, after, str(action))
+        out.trace.append({"goal": state.goal, "before": real_before, "action": act, "after": real_after,
+                          "steps_left": max_steps - out.steps - 1})
         if predicted is not None:
             score_prediction(out, real_before, real_after, predicted[i])
         out.chosen.append(i)

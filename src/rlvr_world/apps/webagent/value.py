@@ -7,9 +7,11 @@ regression on what changed between the two pages, measured against the
 instruction (`features`); it is fitted on the proposal policy's own episodes,
 labelled with MiniWoB's real outcome. `JudgeValue` asks a pretrained LM.
 
-Every feature reads the *difference* between the pages, never the action, so
-the value of a candidate is exactly as good as the world model's prediction of
-what it does: the same action scored on a wrong prediction scores wrong.
+The features read the *difference* between the pages, and which element the
+action acts on (on some pages, a menu say, every item ends the episode and
+only the action tells the right one from the wrong): the value of a candidate
+is as good as the world model's prediction of what it does, since whether it
+ends the episode, what it checks, focuses or shows, come from the prediction.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ FEATURES = (
     "unmet",  # on the page after: elements the instruction names that could be checked but are not, and quoted
     # text that no element shows
     "ends_met", "ends_unmet",  # ends with nothing unmet / with something unmet (submitting too early)
+    "act_goal",  # the action acts on an element the instruction names
+    "ends_act_goal", "ends_act_other",  # ends, after acting on an element the instruction names / on another
 )
 STATE = re.compile(r"\b(checked|selected|pressed|expanded): True\b")
 CHECKABLE = {"checkbox", "radio", "tab", "option", "menuitemcheckbox", "menuitemradio", "switch", "ListBoxOption",
@@ -57,8 +61,9 @@ def names_goal(name: str, goal: str, quoted: set[str]) -> bool:
     return name in quoted or re.search(r"(?<!\w)" + re.escape(name) + r"(?!\w)", goal) is not None
 
 
-def features(goal: str, before: str, after: str) -> np.ndarray:
-    """The feature vector (`FEATURES`) of going from page `before` to page `after` under instruction `goal`."""
+def features(goal: str, before: str, after: str, action: str = "") -> np.ndarray:
+    """The feature vector (`FEATURES`) of going from page `before` to page `after` by `action` (its text, in the
+    pages' ids) under instruction `goal`."""
     g, quoted = goal_terms(goal)
     d = diff(before, after, rule="aligned")
     old = {n.id: n for n in parse(before)}
@@ -79,11 +84,14 @@ def features(goal: str, before: str, after: str) -> np.ndarray:
     goal_moved = focus[True] + max(checked[True], 0) + shown > 0
     unmet = sum(n.role in CHECKABLE and names_goal(n.name, g, quoted) and not STATE.search(n.attrs)
                 for n in new.values()) + sum(q not in texts_after for q in quoted)
+    target = re.match(r"\s*(?:click|hover|type)\s*\[(\d+)\]", action)
+    act_goal = target is not None and target[1] in old and names_goal(old[target[1]].name, g, quoted)
     return np.array([
         starts, d.empty, math.log1p(len(d.new)), math.log1p(len(d.deleted)), math.log1p(len(d.updated)),
         focus[True], focus[False], checked[True], checked[False], shown, lost,
         starts and goal_moved, starts and not goal_moved,
         unmet, starts and not unmet, starts and unmet > 0,
+        act_goal, starts and act_goal, starts and not act_goal,
     ], dtype=float)
 
 
@@ -95,9 +103,10 @@ class LearnedValue:
     pages on which MiniWoB has ended the episode, where the label is exact
     (the step's own reward), and every other page is worth `continuation`:
     the log-odds that the policy's episodes succeed from a page that did not
-    end. A candidate that ends the episode is then taken when it looks more
-    likely right than carrying on; among those that do not, the tie goes to
-    the policy's own order. (Fitted on every step with the episode's outcome
+    end, with that many actions left (none left: the episode has failed). A
+    candidate that ends the episode is then taken when it looks more likely
+    right than carrying on; among those that do not, the tie goes to the
+    policy's own order. (Fitted on every step with the episode's outcome
     instead, the regression learns which tasks tend to succeed: pages that
     gain elements, say, and it steers the agent off the policy's good moves.)
     """
@@ -105,26 +114,35 @@ class LearnedValue:
     weights: list[float]  # bias first, then one per feature
     mean: list[float]
     scale: list[float]
-    continuation: float | None = None  # the log-odds score of a page that does not end the episode; None: regress all
+    continuation: list[float] | None = None  # by steps left after this one: the log-odds score of a page that does
+    # not end the episode (None: the regression scores every page)
 
-    def score(self, goal: str, before: str, after: str) -> float:
-        return float(self.logits(features(goal, before, after)[None])[0])
+    def score(self, goal: str, before: str, after: str, action: str = "", steps_left: int = 1) -> float:
+        return float(self.logits(features(goal, before, after, action)[None], np.array([steps_left]))[0])
 
-    def logits(self, x: np.ndarray) -> np.ndarray:
+    def logits(self, x: np.ndarray, steps_left: np.ndarray | None = None) -> np.ndarray:
+        """Scores of feature rows (N, F); `steps_left` (N,): actions left after each step (default: 1)."""
         w = np.asarray(self.weights)
         t = w[0] + ((x - np.asarray(self.mean)) / np.asarray(self.scale)) @ w[1:]  # (N,)
         if self.continuation is None:
             return t
-        return np.where(x[:, FEATURES.index("ends")] > 0, t, self.continuation)
+        left = np.ones(len(x), dtype=int) if steps_left is None else np.asarray(steps_left, dtype=int)
+        carry_on = np.asarray(self.continuation)[np.clip(left, 0, len(self.continuation) - 1)]  # (N,)
+        return np.where(x[:, FEATURES.index("ends")] > 0, t, carry_on)
 
     @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, l2: float = 1.0, split: bool = True) -> "LearnedValue":
+    def fit(cls, x: np.ndarray, y: np.ndarray, steps_left: np.ndarray | None = None, l2: float = 1.0,
+            split: bool = True) -> "LearnedValue":
         """Maximum likelihood with an L2 penalty `l2` on the feature weights (not the bias); `split`: see the class."""
         continuation = None
         if split:
             ends = x[:, FEATURES.index("ends")] > 0
-            p = (y[~ends].sum() + 1) / (len(y[~ends]) + 2)  # add-one smoothed
-            continuation = float(math.log(p / (1 - p)))
+            left = np.zeros(len(x), dtype=int) if steps_left is None else np.asarray(steps_left, dtype=int)
+            continuation = []
+            for n in range(int(left.max(initial=0)) + 1):
+                rows = ~ends & (left == n)
+                p = (y[rows].sum() + 1) / (rows.sum() + 2)  # add-one smoothed
+                continuation.append(float(math.log(p / (1 - p))))
             x, y = x[ends], y[ends]
         mean, scale = x.mean(0), x.std(0)
         scale[scale == 0] = 1.0
@@ -153,7 +171,7 @@ class LearnedValue:
 
     def named_weights(self) -> dict[str, float]:
         return {"bias": round(self.weights[0], 4), **{f: round(w, 4) for f, w in zip(FEATURES, self.weights[1:])},
-                **({"continuation": round(self.continuation, 4)} if self.continuation is not None else {})}
+                **({"continuation": [round(c, 4) for c in self.continuation]} if self.continuation is not None else {})}
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -172,7 +190,8 @@ class JudgeValue:
     pass over its prompt (pages are cut to `max_page_chars` characters each).
     """
 
-    QUESTION = ("Task: {goal}\n\nWeb page before the action:\n{before}\n\nWeb page after the action:\n{after}\n\n"
+    QUESTION = ("Task: {goal}\n\nWeb page before the action:\n{before}\n\nAction: {action}\n\n"
+                "Web page after the action:\n{after}\n\n"
                 "Did the action bring the task closer to being completed correctly? Answer Yes or No.")
 
     def __init__(self, spec: str = "smollm2-135m", *, dtype: str = "auto", max_page_chars: int = 3000):
@@ -190,8 +209,9 @@ class JudgeValue:
         yes, no = (self.tokenizer.encode(w, add_special_tokens=False) for w in ("Yes", "No"))
         self.yes, self.no = yes[0], no[0]
 
-    def score(self, goal: str, before: str, after: str) -> float:
-        text = self.QUESTION.format(goal=goal, before=before[: self.max_page_chars], after=after[: self.max_page_chars])
+    def score(self, goal: str, before: str, after: str, action: str = "", steps_left: int = 1) -> float:
+        text = self.QUESTION.format(goal=goal, before=before[: self.max_page_chars], action=action,
+                                    after=after[: self.max_page_chars])
         prompt = self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
                                                     add_generation_prompt=True)
         ids = self.torch.tensor([self.tokenizer.encode(prompt, add_special_tokens=False)])  # (1, T)
