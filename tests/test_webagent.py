@@ -48,21 +48,28 @@ def test_proposals_are_distinct_and_the_first_is_the_collectors_own_choice():
 def test_features_read_what_changed_against_the_instruction():
     right, wrong = features(GOAL, BEFORE, after("next")), features(GOAL, BEFORE, after("submit"))
     f = {name: i for i, name in enumerate(FEATURES)}
-    assert right[f["ends_goal"]] == 1 and right[f["goal_focused"]] == 1 and right[f["ends_other"]] == 0
-    assert wrong[f["ends_other"]] == 1 and wrong[f["other_focused"]] == 1 and wrong[f["ends_goal"]] == 0
-    assert features(GOAL, BEFORE, BEFORE)[f["unchanged"]] == 1
+    assert right[f["ends"]] == wrong[f["ends"]] == 1
+    assert right[f["goal_focused"]] == 1 and right[f["other_focused"]] == 0
+    assert wrong[f["other_focused"]] == 1 and wrong[f["goal_focused"]] == 0
+    assert features(GOAL, BEFORE, after("next"), "click [12]")[f["act_goal"]] == 1  # the action's own element
+    assert features(GOAL, BEFORE, after("next"), "click [15]")[f["act_goal"]] == 0
+    assert not features(GOAL, BEFORE, BEFORE).any()  # nothing changed, no action
     options = "[1] RootWebArea 'Click Option Task'\n\t[3] radio 'Ty' checked: {}\n\t[4] radio 'Msag' checked: False\n\t[5] button 'Submit'"
     ended = "\n\t[9] StaticText 'START'"
-    early = features("Select Ty and click Submit.", options.format(False), options.format(False) + ended)
-    ready = features("Select Ty and click Submit.", options.format(True), options.format(True) + ended)
-    assert early[f["unmet"]] == 1 and early[f["ends_unmet"]] == 1 and early[f["ends_met"]] == 0  # submitted too early
-    assert features(GOAL, BEFORE, after("next"), "click [12]")[f["ends_act_goal"]] == 1  # the action's own element
-    assert features(GOAL, BEFORE, after("next"), "click [15]")[f["ends_act_other"]] == 1
-    assert ready[f["unmet"]] == 0 and ready[f["ends_met"]] == 1 and ready[f["ends_unmet"]] == 0
-    for r in rows()[:60]:  # real pages: finite, and the page itself is "unchanged"
-        b, a, _ = renumber(r["before"], r["after"])
-        assert np.isfinite(features(r["objective"], b, a)).all()
-        assert features(r["objective"], b, b)[f["unchanged"]] == 1
+    goal = "Select Ty and click Submit."
+    assert features(goal, options.format(False), options.format(False) + ended)[f["unmet"]] == 1  # submitted too early
+    assert features(goal, options.format(False), options.format(True))[[f["unmet"], f["goal_checked"]]].tolist() == [0, 1]
+    password = ("[1] RootWebArea 'Enter Password Task'\n\t[2] StaticText 'yD'\n\t[3] textbox '' required: False{}"
+                "\n\t[4] textbox '' required: False{}\n\t[5] button 'Submit'")
+    typed = "\n\t\t[{}] StaticText '••'"
+    goal = 'Enter the password "yD" into both text fields and press submit.'
+    empty = password.format("", "")
+    full = password.format(typed.format(7), typed.format(8))
+    assert features(goal, empty, empty + ended)[f["unmet"]] == 1  # the instruction's own 'yD' is in no field
+    assert features(goal, full, full + ended)[f["unmet"]] == 0  # a password field shows one bullet a character
+    for r in rows()[:60]:  # real pages
+        b, a, act = renumber(r["before"], r["after"], r["action"])
+        assert np.isfinite(features(r["objective"], b, a, act)).all()
 
 
 def test_the_value_function_learns_separable_outcomes_and_round_trips(tmp_path):

@@ -165,7 +165,6 @@ def fit_and_measure(episodes: list[dict], held_out: float = 0.25, seed: int = 0,
         "held_out_episodes": len(test), "held_out_steps": int(len(y_test)),
         "held_out_auc": round(auc(scores, y_test), 4),
         "held_out_accuracy": round(float(np.mean((scores > 0) == (y_test > 0))), 4) if len(y_test) else None,
-        "held_out_auc_ends_goal_alone": round(auc(x_test[:, FEATURES.index("ends_goal")], y_test), 4),
         "held_out_ending_steps": int(ends.sum()),
         "held_out_ending_auc": round(auc(scores[ends], y_test[ends]), 4),  # where the step's label is its own reward
         "weights": value.named_weights(),

@@ -26,24 +26,21 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.stats import mannwhitneyu
 
-from ...domains.web.acctree import diff, parse
+from ...domains.web.acctree import parse
 
+# Only what says whether the task is being done right: sizes of the difference, or how many fields are empty,
+# measured slightly higher AUC across tasks (0.89 against 0.86 on the steps that end an episode, 4-fold by
+# episode) by learning which tasks tend to succeed, not which move is right (docs/webagent.md)
 FEATURES = (
     "ends",  # a 'START' line appears: MiniWoB has ended the episode (success or not)
-    "unchanged",  # nothing changed
-    "new", "deleted", "updated",  # log(1 + lines) of each section of the difference
     "goal_focused", "other_focused",  # an element the instruction names (or not) becomes focused
     "goal_checked", "other_checked",  # ... becomes checked or selected (minus those that stop being so)
-    "goal_text_shown", "goal_text_lost",  # text the instruction names appears / disappears
-    "ends_goal",  # ends, after an element or text the instruction names changed
-    "ends_other",  # ends, after only other elements changed
     "unmet",  # on the page after: elements the instruction names that could be checked but are not, and quoted
-    # text that no element shows
-    "ends_met", "ends_unmet",  # ends with nothing unmet / with something unmet (submitting too early)
+    # text that no field holds (no element shows, on a page without fields)
     "act_goal",  # the action acts on an element the instruction names
-    "ends_act_goal", "ends_act_other",  # ends, after acting on an element the instruction names / on another
 )
 STATE = re.compile(r"\b(checked|selected|pressed|expanded): True\b")
+FIELDS = {"textbox", "searchbox", "combobox", "spinbutton", "TextField"}
 CHECKABLE = {"checkbox", "radio", "tab", "option", "menuitemcheckbox", "menuitemradio", "switch", "ListBoxOption",
              "MenuListOption", "treeitem"}
 
@@ -65,7 +62,6 @@ def features(goal: str, before: str, after: str, action: str = "") -> np.ndarray
     """The feature vector (`FEATURES`) of going from page `before` to page `after` by `action` (its text, in the
     pages' ids) under instruction `goal`."""
     g, quoted = goal_terms(goal)
-    d = diff(before, after, rule="aligned")
     old = {n.id: n for n in parse(before)}
     new = {n.id: n for n in parse(after)}
     starts = sum(n.name == "START" for n in new.values()) > sum(n.name == "START" for n in old.values())
@@ -77,22 +73,23 @@ def features(goal: str, before: str, after: str, action: str = "") -> np.ndarray
         if "focused: True" in n.attrs and (was is None or "focused: True" not in was.attrs):
             focus[named] += 1
         checked[named] += len(STATE.findall(n.attrs)) - (len(STATE.findall(was.attrs)) if was else 0)
-    texts_before = {n.name.strip().lower() for n in old.values()}
     texts_after = {n.name.strip().lower() for n in new.values()}
-    shown = sum(q in texts_after and q not in texts_before for q in quoted)
-    lost = sum(q in texts_before and q not in texts_after for q in quoted)
-    goal_moved = focus[True] + max(checked[True], 0) + shown > 0
+    values = field_values(list(new.values()))
+    held = (lambda q: any(v == q or v == "•" * len(q) for v in values)) if values else (lambda q: q in texts_after)
     unmet = sum(n.role in CHECKABLE and names_goal(n.name, g, quoted) and not STATE.search(n.attrs)
-                for n in new.values()) + sum(q not in texts_after for q in quoted)
+                for n in new.values()) + sum(not held(q) for q in quoted)
     target = re.match(r"\s*(?:click|hover|type)\s*\[(\d+)\]", action)
     act_goal = target is not None and target[1] in old and names_goal(old[target[1]].name, g, quoted)
-    return np.array([
-        starts, d.empty, math.log1p(len(d.new)), math.log1p(len(d.deleted)), math.log1p(len(d.updated)),
-        focus[True], focus[False], checked[True], checked[False], shown, lost,
-        starts and goal_moved, starts and not goal_moved,
-        unmet, starts and not unmet, starts and unmet > 0,
-        act_goal, starts and act_goal, starts and not act_goal,
-    ], dtype=float)
+    return np.array([starts, focus[True], focus[False], checked[True], checked[False], unmet, act_goal], dtype=float)
+
+
+def field_values(nodes: list) -> list[str]:
+    """What each text field of a page holds (lower case): the text of the lines under it; a password shows bullets."""
+    values = {n.id: [] for n in nodes if n.role in FIELDS}
+    for n in nodes:
+        if n.parent in values and n.name.strip():
+            values[n.parent].append(n.name.strip().lower())
+    return [" ".join(v) for v in values.values()]
 
 
 @dataclass
