@@ -65,8 +65,10 @@ def test_features_read_what_changed_against_the_instruction():
     goal = 'Enter the password "yD" into both text fields and press submit.'
     empty = password.format("", "")
     full = password.format(typed.format(7), typed.format(8))
-    assert features(goal, empty, empty + ended)[f["unmet"]] == 1  # the instruction's own 'yD' is in no field
+    assert features(goal, empty, empty + ended)[f["unmet"]] == 3  # "yD" is in no field (only the instruction), 2 empty
     assert features(goal, full, full + ended)[f["unmet"]] == 0  # a password field shows one bullet a character
+    half = password.format(typed.format(7), "")
+    assert features(goal, half, half + ended)[f["unmet"]] == 1  # "into both": the second field is still empty
     for r in rows()[:60]:  # real pages
         b, a, act = renumber(r["before"], r["after"], r["action"])
         assert np.isfinite(features(r["objective"], b, a, act)).all()

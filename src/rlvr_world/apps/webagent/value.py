@@ -35,11 +35,12 @@ FEATURES = (
     "ends",  # a 'START' line appears: MiniWoB has ended the episode (success or not)
     "goal_focused", "other_focused",  # an element the instruction names (or not) becomes focused
     "goal_checked", "other_checked",  # ... becomes checked or selected (minus those that stop being so)
-    "unmet",  # on the page after: elements the instruction names that could be checked but are not, and quoted
-    # text that no field holds (no element shows, on a page without fields)
+    "unmet",  # on the page after: elements the instruction names that could be checked but are not, quoted text
+    # that no field holds (no element shows, on a page without fields), and empty fields when it says enter or type
     "act_goal",  # the action acts on an element the instruction names
 )
 STATE = re.compile(r"\b(checked|selected|pressed|expanded): True\b")
+ENTER = re.compile(r"\b(enter|type)\b")
 FIELDS = {"textbox", "searchbox", "combobox", "spinbutton", "TextField"}
 CHECKABLE = {"checkbox", "radio", "tab", "option", "menuitemcheckbox", "menuitemradio", "switch", "ListBoxOption",
              "MenuListOption", "treeitem"}
@@ -78,6 +79,8 @@ def features(goal: str, before: str, after: str, action: str = "") -> np.ndarray
     held = (lambda q: any(v == q or v == "•" * len(q) for v in values)) if values else (lambda q: q in texts_after)
     unmet = sum(n.role in CHECKABLE and names_goal(n.name, g, quoted) and not STATE.search(n.attrs)
                 for n in new.values()) + sum(not held(q) for q in quoted)
+    if ENTER.search(g):  # asked to enter text: a field left empty is still to do
+        unmet += sum(not v for v in values)
     target = re.match(r"\s*(?:click|hover|type)\s*\[(\d+)\]", action)
     act_goal = target is not None and target[1] in old and names_goal(old[target[1]].name, g, quoted)
     return np.array([starts, focus[True], focus[False], checked[True], checked[False], unmet, act_goal], dtype=float)
