@@ -66,17 +66,25 @@ def world_model(spec: str, cfg: AgentConfig) -> World:
     return in_process(spec, device=cfg.device, dtype=cfg.dtype, max_tokens=cfg.max_tokens)
 
 
+def world_key(spec: str) -> str:
+    """What identifies a world model in the records: a directory's path and when its files last changed (a model
+    trained again in the same place is another model)."""
+    path = Path(spec)
+    if spec and path.is_dir():
+        return f"{spec}@{max((f.stat().st_mtime_ns for f in path.iterdir()), default=0)}"
+    return spec
+
+
 def run_agents(cfg: AgentConfig, command: str) -> dict:
     """All phases; returns (and writes to `cfg.out`) the results."""
     for task in cfg.tasks:
         task_url(task)  # an unknown task fails before any browser starts
     run = Path(cfg.run_dir)
     common = {"k": cfg.k, "max_steps": cfg.max_steps, "settle_s": cfg.settle_s}
-    browser = Browser()
+    browser, oracle = Browser(), OracleWorld(settle_s=cfg.settle_s) if cfg.oracle else None
     try:
         value, value_report, browser = fit_value(cfg, run, common, browser)
         agents = {"policy": (policy_alone, None)}
-        oracle = OracleWorld(settle_s=cfg.settle_s) if cfg.oracle else None
         if oracle is not None:
             agents["oracle"] = (planner(oracle, value, cfg.max_steps), oracle)
         for name, spec in (("mle", cfg.mle), ("rlvr", cfg.rlvr)):
@@ -84,7 +92,8 @@ def run_agents(cfg: AgentConfig, command: str) -> dict:
                 world = world_model(spec, cfg)
                 agents[name] = (planner(world, value, cfg.max_steps), world)
         value_key = value_report.get("weights") if value_report["kind"] == "learned" else value_report["judge"]
-        records = {name: Records(run / "episodes.jsonl", {**common, "agent": name, "world": spec, "value": value_key})
+        records = {name: Records(run / "episodes.jsonl", {**common, "agent": name, "world": world_key(spec),
+                                                          "value": value_key})
                    for name, spec in (("oracle", "browser"), ("mle", cfg.mle), ("rlvr", cfg.rlvr))}
         records["policy"] = Records(run / "episodes.jsonl", {**common, "agent": "policy"})  # plans with nothing
         jobs = [(task, episode_seed(task, i, cfg.seeds)) for i in range(cfg.episodes) for task in cfg.tasks]
@@ -101,10 +110,10 @@ def run_agents(cfg: AgentConfig, command: str) -> dict:
                     out[name].append(r)
                     advance(progress, 1, " ".join(f"{n} {100 * np.mean([x['success'] for x in v]):.0f}%"
                                                   for n, v in out.items() if v))
-        if oracle is not None:
-            oracle.close()
     finally:
         browser.close()
+        if oracle is not None:
+            oracle.close()
     res = summarise(cfg, out, value_report, command)
     save_json(Path(cfg.out), res)
     plot(res, Path(cfg.out).with_suffix(".png"))
