@@ -15,7 +15,8 @@ from test_cli import ENV, cli
 from rlvr_world.apps.webagent.mpc import episode_seed, planner, run_episode
 from rlvr_world.apps.webagent.policy import propose
 from rlvr_world.apps.webagent.value import FEATURES, LearnedValue, auc, features
-from rlvr_world.apps.webagent.worlds import LanguageWorld, OracleWorld, State, dense, endpoint, id_map, in_process, translate
+from rlvr_world.apps.webagent.worlds import (LanguageWorld, OracleWorld, State, dense, endpoint, id_map, in_process,
+                                             translate)
 from rlvr_world.domains.web.acctree import renumber
 from rlvr_world.domains.web.browser import Action, Browser
 from rlvr_world.domains.web.collect import Episode, random_action, scripted_action
@@ -54,11 +55,13 @@ def test_features_read_what_changed_against_the_instruction():
     assert features(GOAL, BEFORE, after("next"), "click [12]")[f["act_goal"]] == 1  # the action's own element
     assert features(GOAL, BEFORE, after("next"), "click [15]")[f["act_goal"]] == 0
     assert not features(GOAL, BEFORE, BEFORE).any()  # nothing changed, no action
-    options = "[1] RootWebArea 'Click Option Task'\n\t[3] radio 'Ty' checked: {}\n\t[4] radio 'Msag' checked: False\n\t[5] button 'Submit'"
+    options = ("[1] RootWebArea 'Click Option Task'\n\t[3] radio 'Ty' checked: {}\n\t[4] radio 'Msag' checked: False"
+               "\n\t[5] button 'Submit'")
     ended = "\n\t[9] StaticText 'START'"
     goal = "Select Ty and click Submit."
     assert features(goal, options.format(False), options.format(False) + ended)[f["unmet"]] == 1  # submitted too early
-    assert features(goal, options.format(False), options.format(True))[[f["unmet"], f["goal_checked"]]].tolist() == [0, 1]
+    checked = features(goal, options.format(False), options.format(True))
+    assert checked[f["unmet"]] == 0 and checked[f["goal_checked"]] == 1
     password = ("[1] RootWebArea 'Enter Password Task'\n\t[2] StaticText 'yD'\n\t[3] textbox '' required: False{}"
                 "\n\t[4] textbox '' required: False{}\n\t[5] button 'Submit'")
     typed = "\n\t\t[{}] StaticText '••'"
@@ -103,7 +106,8 @@ def test_the_value_function_learns_separable_outcomes_and_round_trips(tmp_path):
 
 
 def test_a_language_world_applies_its_predicted_difference_and_a_refusal_changes_nothing():
-    answer = "New items:\n[5] StaticText 'START'\n\nDeleted items:\nNone\n\nUpdated items:\n[3] button 'next' focused: True\n"
+    answer = ("New items:\n[5] StaticText 'START'\n\nDeleted items:\nNone\n\n"
+              "Updated items:\n[3] button 'next' focused: True\n")
     prompts = []
 
     def complete(body):

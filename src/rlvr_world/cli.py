@@ -206,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     from .engine.models import ModelError
 
     try:
-        {"run": cmd_run, "eval": cmd_eval, "seeds": cmd_seeds, "serve": cmd_serve, "agent": cmd_agent}[args.command](args)
+        commands = {"run": cmd_run, "eval": cmd_eval, "seeds": cmd_seeds, "serve": cmd_serve, "agent": cmd_agent}
+        commands[args.command](args)
     except (DataError, ModelError, BrowserError, ValueError, OSError) as e:
         sys.stderr.write(f"rlvr-world: error: {e}\n")
         return 2

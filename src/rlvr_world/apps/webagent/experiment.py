@@ -224,7 +224,8 @@ def summarise(cfg: AgentConfig, out: dict[str, list[dict]], value_report: dict, 
             as_eval = {n: {"records": [{"index": i, "group": r["task"], "value": float(r["success"])}
                                        for i, r in enumerate(out[n])]} for n in (a, b)}
             pairs[f"{a} vs {b}"] = paired_test(as_eval[b], as_eval[a], binary=True)
-    return {"command": command, "tasks": cfg.tasks, "episodes_per_task": cfg.episodes, "seed_set": cfg.seeds, "k": cfg.k,
+    return {"command": command, "tasks": cfg.tasks, "episodes_per_task": cfg.episodes, "seed_set": cfg.seeds,
+            "k": cfg.k,
             "max_steps": cfg.max_steps, "world_models": {"mle": cfg.mle, "rlvr": cfg.rlvr},
             "value_function": value_report, "agents": agents, "paired": pairs,
             "seeds": [r["seed"] for r in next(iter(out.values()))]}
@@ -263,7 +264,8 @@ def plot(res: dict, path: Path) -> None:
 def markdown(res: dict) -> str:
     """The results as a table: success per agent, and the paired tests."""
     v = res["value_function"]
-    lines = [f"MiniWoB++: {len(res['tasks'])} tasks x {res['episodes_per_task']} episodes, {res['k']} candidates a step",
+    lines = [f"MiniWoB++: {len(res['tasks'])} tasks x {res['episodes_per_task']} episodes, "
+             f"{res['k']} candidates a step",
              "", "| agent | success % (95% interval) | world-model calls / episode | s / episode |",
              "|---|---|---|---|"]
     for name, a in res["agents"].items():

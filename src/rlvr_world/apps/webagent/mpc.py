@@ -52,7 +52,8 @@ class EpisodeResult:
 
 
 def episode_seed(task: str, index: int, split: str) -> int:
-    """The seed of a task's `index`-th episode: "value" episodes train the value function, "test" ones compare agents."""
+    """The seed of a task's `index`-th episode in the set `split` ("value": the value function's data; "test": the
+    reported comparison; any other name: episodes of its own)."""
     return zlib.crc32(f"{split}:{task}:{index}".encode())
 
 

@@ -46,4 +46,4 @@ class AgentConfig:
         require(self, "", episodes=">= 1", k=">= 1", max_steps=">= 1", value_episodes=">= 0", settle_s=">= 0",
                 max_tokens=">= 1", threads=">= 0")
         if not self.value and self.value_episodes < 2:
-            raise ValueError("--value-episodes must be >= 2 to fit a value function (or give a fitted one with --value)")
+            raise ValueError("--value-episodes must be >= 2 to fit a value function (or give one with --value)")

@@ -96,13 +96,15 @@ def in_process(model_dir: str, *, device: str = "auto", dtype: str = "auto", max
     return LanguageWorld(complete, ids=run_ids(model_dir), max_tokens=max_tokens)
 
 
-def endpoint(url: str, model: str = "", *, ids: str = "dense", max_tokens: int = 256, timeout_s: float = 600.0) -> LanguageWorld:
+def endpoint(url: str, model: str = "", *, ids: str = "dense", max_tokens: int = 256,
+             timeout_s: float = 600.0) -> LanguageWorld:
     """A world model served by `rlvr-world serve` (or any OpenAI-compatible completions server) at `url`.
 
     `model`: the model's name in the API (empty: the server's own)."""
 
     def complete(body: dict) -> dict:
-        request = urllib.request.Request(url.rstrip("/") + "/completions", data=json.dumps({**body, **({"model": model} if model else {})}).encode(),
+        data = json.dumps({**body, **({"model": model} if model else {})}).encode()
+        request = urllib.request.Request(url.rstrip("/") + "/completions", data=data,
                                          headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=timeout_s) as reply:
