@@ -23,9 +23,8 @@ from pathlib import Path
 
 import torch
 
-from rlvr_world.device import resident_bytes
+from rlvr_world.device import cpu_signature, resident_bytes
 from rlvr_world.engine.checkpoint import save_json
-from rlvr_world.device import cpu_signature
 
 BLOCK = 1_000_000  # floats: 4 MB
 

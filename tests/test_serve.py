@@ -7,12 +7,10 @@ import subprocess
 import sys
 
 import pytest
-import torch
+from conftest import save_tiny_text_model
 
-from rlvr_world.engine.models import ModelConfig, build
 from rlvr_world.engine.sampler import sample
 from rlvr_world.serve import Completer, RequestError
-from rlvr_world.text import train_bpe
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "CI": "true"}
 PAGE = "[1] RootWebArea 'Form' focused: True\n\t[4] button 'Submit'\nclick [4]\n"
@@ -21,15 +19,8 @@ PAGE = "[1] RootWebArea 'Form' focused: True\n\t[4] button 'Submit'\nclick [4]\n
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A saved random 2-layer Llama with a BPE tokenizer trained on page-like text (context 128)."""
-    out = tmp_path_factory.mktemp("serve") / "model"
-    tok = train_bpe([PAGE, "New items:\nNone\n\nDeleted items:\nNone\n\nUpdated items:\n[4] button 'Submit'\n"] * 20,
-                    300)
-    torch.manual_seed(0)
-    model = build(ModelConfig(hidden_size=32, num_layers=2, num_heads=2, max_positions=128), len(tok),
-                  pad_id=tok.pad_token_id, bos_id=tok.bos_token_id, eos_id=tok.eos_token_id)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    texts = [PAGE, "New items:\nNone\n\nDeleted items:\nNone\n\nUpdated items:\n[4] button 'Submit'\n"] * 20
+    return save_tiny_text_model(tmp_path_factory.mktemp("serve") / "model", texts, 300, max_positions=128)
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-
+from conftest import save_tiny_text_model
 from test_cli import ENV, cli
 
 from rlvr_world.apps.webagent.mpc import episode_seed, planner, run_episode
@@ -20,8 +19,6 @@ from rlvr_world.apps.webagent.worlds import (LanguageWorld, OracleWorld, State, 
 from rlvr_world.domains.web.acctree import renumber
 from rlvr_world.domains.web.browser import Action, Browser
 from rlvr_world.domains.web.collect import Episode, random_action, scripted_action
-from rlvr_world.engine.models import ModelConfig, build
-from rlvr_world.text import train_bpe
 
 SAMPLE = Path(__file__).parent / "fixtures" / "web" / "miniwob-sample.jsonl.gz"
 GOAL = 'Click on the "next" button.'
@@ -139,16 +136,10 @@ def test_ids_carry_over_to_a_replayed_page_element_by_element():
 @pytest.fixture(scope="module")
 def world_model_dir(tmp_path_factory):
     """A saved random 2-layer Llama with a BPE tokenizer trained on MiniWoB pages (context 4096)."""
-    out = tmp_path_factory.mktemp("webagent") / "model"
     texts = [r["before"] + r["action"] + r["after"] for r in rows()]
-    tok = train_bpe(texts + ["New items:\nNone\n\nDeleted items:\nNone\n\nUpdated items:\nNone\n"] * 5, 1000,
-                    split_digits=True)
-    torch.manual_seed(0)
-    model = build(ModelConfig(hidden_size=32, num_layers=2, num_heads=2, max_positions=4096), len(tok),
-                  pad_id=tok.pad_token_id, bos_id=tok.bos_token_id, eos_id=tok.eos_token_id)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    texts += ["New items:\nNone\n\nDeleted items:\nNone\n\nUpdated items:\nNone\n"] * 5
+    return save_tiny_text_model(tmp_path_factory.mktemp("webagent") / "model", texts, 1000, max_positions=4096,
+                                split_digits=True)
 
 
 def test_an_mpc_episode_in_the_real_browser_with_a_tiny_world_model_in_process_and_over_http(world_model_dir):

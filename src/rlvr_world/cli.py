@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import OneLineParser, add_options, apply_overrides, require, require_choice
+from .rundir import run_config_of
 
 
 @dataclass
@@ -41,16 +42,6 @@ class EvalConfig:
     def __post_init__(self):
         require_choice(self, "", dtype=("auto", "bf16", "fp32"))
         require(self, "", limit=">= 0", batch_size=">= 1", max_new_tokens=">= 1", threads=">= 0")
-
-
-def run_config_of(model: str) -> dict:
-    """The `config.json` of the run a model directory belongs to (`RUN/mle/model`, `RUN/rl/model`), or {}."""
-    path = Path(model).parent.parent / "config.json"
-    try:
-        cfg = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return cfg if isinstance(cfg, dict) and isinstance(cfg.get("data"), dict) else {}
 
 
 def eval_defaults(model: str | None, domain: str | None) -> EvalConfig:

@@ -152,6 +152,16 @@ def prepare(out: Path, resume: bool, overwrite: bool, results: Path) -> None:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
+def run_config_of(model: str) -> dict:
+    """The `config.json` of the run a model directory belongs to (`RUN/mle/model`, `RUN/rl/model`), or {}."""
+    path = Path(model).parent.parent / "config.json"
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return cfg if isinstance(cfg, dict) and isinstance(cfg.get("data"), dict) else {}
+
+
 class Lock:
     """An exclusive lock on a run directory for as long as this process holds it."""
 

@@ -38,31 +38,35 @@ PAIRS = [("oracle", "policy"), ("mle", "policy"), ("rlvr", "policy"), ("rlvr", "
 
 
 class Records:
-    """Episode records in a JSON-lines file, appended one by one, keyed by what makes them comparable."""
+    """Episode records in a JSON-lines file, appended one by one; each names the settings that make it comparable
+    (a record made with other settings is not reused)."""
 
-    def __init__(self, path: Path, settings: dict):
-        self.path, self.key = path, json.dumps(settings, sort_keys=True)
+    def __init__(self, path: Path):
+        self.path = path
         self.done: dict[tuple, dict] = {}
         if path.is_file():
             for line in path.read_text().splitlines():
                 r = json.loads(line)
-                if r.get("settings") == self.key:
-                    self.done[(r["agent"], r["task"], r["seed"])] = r
+                self.done[(r.get("settings"), r["agent"], r["task"], r["seed"])] = r
 
-    def get(self, agent: str, task: str, seed: int) -> dict | None:
-        return self.done.get((agent, task, seed))
+    @staticmethod
+    def key(settings: dict) -> str:
+        return json.dumps(settings, sort_keys=True)
 
-    def add(self, record: dict) -> None:
-        record = {**record, "settings": self.key}
+    def get(self, settings: dict, agent: str, task: str, seed: int) -> dict | None:
+        return self.done.get((self.key(settings), agent, task, seed))
+
+    def add(self, settings: dict, record: dict) -> None:
+        record = {**record, "settings": self.key(settings)}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
-        self.done[(record["agent"], record["task"], record["seed"])] = record
+        self.done[(record["settings"], record["agent"], record["task"], record["seed"])] = record
 
 
 def world_model(spec: str, cfg: AgentConfig) -> World:
     if spec.startswith(("http://", "https://")):
-        return endpoint(spec, "", max_tokens=cfg.max_tokens)
+        return endpoint(spec, max_tokens=cfg.max_tokens)
     return in_process(spec, device=cfg.device, dtype=cfg.dtype, max_tokens=cfg.max_tokens)
 
 
@@ -92,21 +96,21 @@ def run_agents(cfg: AgentConfig, command: str) -> dict:
                 world = world_model(spec, cfg)
                 agents[name] = (planner(world, value, cfg.max_steps), world)
         value_key = value_report.get("weights") if value_report["kind"] == "learned" else value_report["judge"]
-        records = {name: Records(run / "episodes.jsonl", {**common, "agent": name, "world": world_key(spec),
-                                                          "value": value_key})
-                   for name, spec in (("oracle", "browser"), ("mle", cfg.mle), ("rlvr", cfg.rlvr))}
-        records["policy"] = Records(run / "episodes.jsonl", {**common, "agent": "policy"})  # plans with nothing
+        records = Records(run / "episodes.jsonl")
+        settings = {name: {**common, "agent": name, "world": world_key(spec), "value": value_key}
+                    for name, spec in (("oracle", "browser"), ("mle", cfg.mle), ("rlvr", cfg.rlvr))}
+        settings["policy"] = {**common, "agent": "policy"}  # plans with nothing
         jobs = [(task, episode_seed(task, i, cfg.seeds)) for i in range(cfg.episodes) for task in cfg.tasks]
         out: dict[str, list[dict]] = {name: [] for name in agents}
         with bar("agents", total=len(jobs) * len(agents)) as progress:
             for task, seed in jobs:
                 for name, (choose, world) in agents.items():
-                    r = records[name].get(name, task, seed)
+                    r = records.get(settings[name], name, task, seed)
                     if r is None:
                         result, browser = run_with_retry(Browser, browser, name, choose, task, seed, world=world,
                                                          log=console.print, **common)
                         r = as_record(result)
-                        records[name].add(r)
+                        records.add(settings[name], r)
                     out[name].append(r)
                     advance(progress, 1, " ".join(f"{n} {100 * np.mean([x['success'] for x in v]):.0f}%"
                                                   for n, v in out.items() if v))
@@ -125,17 +129,17 @@ def fit_value(cfg: AgentConfig, run: Path, common: dict, browser: Browser) -> tu
     if cfg.value:
         value = LearnedValue.load(cfg.value)
         return value, {"kind": "learned", "path": cfg.value, "weights": value.named_weights()}, browser
-    records = Records(run / "value-episodes.jsonl", {**common, "agent": "policy", "trace": 2})
+    records, settings = Records(run / "value-episodes.jsonl"), {**common, "agent": "policy", "trace": 2}
     jobs = [(task, episode_seed(task, i, "value")) for i in range(cfg.value_episodes) for task in cfg.tasks]
     episodes = []
     with bar("value data", total=len(jobs)) as progress:
         for task, seed in jobs:
-            r = records.get("policy", task, seed)
+            r = records.get(settings, "policy", task, seed)
             if r is None:
                 result, browser = run_with_retry(Browser, browser, "policy", policy_alone, task, seed,
                                                  log=console.print, **common)
                 r = as_record(result, with_trace=True)
-                records.add(r)
+                records.add(settings, r)
             episodes.append(r)
             advance(progress, 1, f"{100 * np.mean([e['success'] for e in episodes]):.0f}% successes")
     value, report = fit_and_measure(episodes, split=cfg.value_target == "ends",
@@ -154,18 +158,15 @@ def fit_and_measure(episodes: list[dict], held_out: float = 0.25, seed: int = 0,
     order = list(range(len(episodes)))
     random.Random(seed).shuffle(order)
     test = set(order[: max(1, round(held_out * len(order)))])
-    steps = [(s, float(episodes[i]["success"])) for i in sorted(test) for s in episodes[i]["trace"]]
-
-    def rows(indices):
-        steps = [(s, float(episodes[i]["success"])) for i in indices for s in episodes[i]["trace"]]
-        x = [features(s["goal"], s["before"], s["after"], s["action"]) for s, _ in steps]
-        return (np.array(x).reshape(-1, len(FEATURES)), np.array([y for _, y in steps]),
-                np.array([s["steps_left"] for s, _ in steps], dtype=int))
-
-    x_train, y_train, left_train = rows([i for i in order if i not in test])
-    x_test, y_test, left_test = rows(sorted(test))
-    scores = LearnedValue.fit(x_train, y_train, left_train, split=split).logits(x_test, left_test)
-    value = LearnedValue.fit(*rows(order), split=split)
+    steps = [(i, s) for i in range(len(episodes)) for s in episodes[i]["trace"]]
+    x = np.array([features(s["goal"], s["before"], s["after"], s["action"]) for _, s in steps])
+    x = x.reshape(-1, len(FEATURES))  # (N, F)
+    y = np.array([float(episodes[i]["success"]) for i, _ in steps])  # (N,)
+    left = np.array([s["steps_left"] for _, s in steps], dtype=int)  # (N,)
+    held = np.array([i in test for i, _ in steps], dtype=bool)  # (N,)
+    x_train, y_train, x_test, y_test = x[~held], y[~held], x[held], y[held]
+    scores = LearnedValue.fit(x_train, y_train, left[~held], split=split).logits(x_test, left[held])
+    value = LearnedValue.fit(x, y, left, split=split)
     ends = x_test[:, FEATURES.index("ends")] > 0
     report = {
         "kind": "learned", "target": "ends" if split else "all",
@@ -180,8 +181,9 @@ def fit_and_measure(episodes: list[dict], held_out: float = 0.25, seed: int = 0,
     }
     if judge is None:
         return value, report
+    held_steps = [s for i, s in steps if i in test]
     judged = np.array([judge.score(s["goal"], s["before"], s["after"], s["action"], s["steps_left"])
-                       for s, _ in progress_over(steps, "judge on held-out steps")])
+                       for s in progress_over(held_steps, "judge on held-out steps")])
     report["judge"] = {"model": judge.spec, "held_out_auc": round(auc(judged, y_test), 4),
                        "held_out_accuracy": round(float(np.mean((judged > 0) == (y_test > 0))), 4)}
     if report["judge"]["held_out_auc"] > report["held_out_auc"]:

@@ -22,9 +22,9 @@ def propose(tree: str, goal: str, k: int, rng: random.Random, *, scripted_prob: 
     done = done if done is not None else set()
     out: list[Action] = []
     for _ in range(tries):
-        scripted = rng.random() < scripted_prob
-        action = (scripted_action(tree, goal, done | {a.node for a in out}, rng) if scripted else None) or \
-            random_action(tree, rng)
+        used = done | {a.node for a in out}
+        action = scripted_action(tree, goal, used, rng) if rng.random() < scripted_prob else None
+        action = action or random_action(tree, rng)
         if action not in out:
             out.append(action)
         if len(out) == k:

@@ -54,7 +54,7 @@ def goal_terms(goal: str) -> tuple[str, set[str]]:
 def names_goal(name: str, goal: str, quoted: set[str]) -> bool:
     """Whether an element's name is something the instruction mentions."""
     name = name.strip().lower()
-    if not name or name in ("start",):
+    if not name or name == "start":  # MiniWoB's own start button, shown when an episode ends
         return False
     return name in quoted or re.search(r"(?<!\w)" + re.escape(name) + r"(?!\w)", goal) is not None
 

@@ -79,21 +79,14 @@ def in_process(model_dir: str, *, device: str = "auto", dtype: str = "auto", max
     """A run's saved web world model, loaded here; its id convention comes from the run's config.json."""
     from ... import device as dev
     from ...engine import models, pretrained
-    from ...serve import Completer, RequestError
+    from ...serve import Completer
     from ...text import load_tokenizer
 
     path = pretrained.resolve(model_dir)
     where = dev.pick_device(device)
     completer = Completer(models.load(path).to(where), load_tokenizer(path), model_dir, max_tokens=max_tokens,
                           autocast=dev.amp(where, dtype))
-
-    def complete(body: dict) -> dict:
-        try:
-            return completer.complete(body)
-        except RequestError as e:
-            raise ValueError(str(e)) from None
-
-    return LanguageWorld(complete, ids=run_ids(model_dir), max_tokens=max_tokens)
+    return LanguageWorld(completer.complete, ids=run_ids(model_dir), max_tokens=max_tokens)  # refusals: ValueErrors
 
 
 def endpoint(url: str, model: str = "", *, ids: str = "dense", max_tokens: int = 256,
@@ -119,7 +112,7 @@ def endpoint(url: str, model: str = "", *, ids: str = "dense", max_tokens: int =
 
 def run_ids(model_dir: str) -> str:
     """The id convention (`WebData.ids`) of the run a model directory belongs to ("dense" when unknown)."""
-    from ...cli import run_config_of
+    from ...rundir import run_config_of
 
     return str(run_config_of(model_dir).get("data", {}).get("ids", "dense"))
 
