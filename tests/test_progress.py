@@ -49,3 +49,20 @@ def test_time_left_leaves_out_work_done_before_a_resume(monkeypatch):
         progress.advance(p, 1)
     lines = [line for line in out.getvalue().splitlines() if " so far" in line]
     assert lines[-1].startswith("MLE 92/100") and "~1m20s left" in lines[-1]  # 8 steps at 10 s, not 92 in 20 s
+
+
+def test_time_left_leaves_out_items_found_done_among_new_ones(monkeypatch):
+    out = io.StringIO()
+    monkeypatch.setattr(progress, "console", Console(file=out, force_terminal=False, width=100))
+    monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)
+    clock = iter([0.0, 0.0, 10.0, 20.0])  # bar made; then a new item every 10 s, with records found between
+    monkeypatch.setattr(progress, "time", types.SimpleNamespace(monotonic=lambda: next(clock)))
+    with progress.bar("agents", 100) as p:
+        progress.skip(p, 40)  # resumed: 40 items on record
+        progress.advance(p, 1)
+        progress.skip(p, 9)
+        progress.advance(p, 1)
+        progress.skip(p, 30)
+        progress.advance(p, 1)
+    lines = [line for line in out.getvalue().splitlines() if " so far" in line]
+    assert lines[-1].startswith("agents 82/100") and "~3m00s left" in lines[-1]  # 2 new items in 20 s, 18 left

@@ -47,6 +47,13 @@ def advance(p: Progress, n: int = 1, info: str | None = None) -> None:
         p.console.print(log_line(p.tasks[0], p.origin, now), highlight=False, markup=False)
 
 
+def skip(p: Progress, n: int = 1, info: str | None = None) -> None:
+    """Count work found already done (a resumed run): shown as done, left out of the rate of what is left."""
+    p.update(p.task_ids[0], advance=n, **({"info": info} if info is not None else {}))
+    if p.origin is not None:  # work done before some new work: the rate's start moves past it
+        p.origin = (p.origin[0] + n, p.origin[1])
+
+
 def log_line(task, origin: tuple[float, float], now: float) -> str:
     """`MLE 37/280, 2m13s so far, ~14m40s left: loss 1.2` for a task of a progress display; the time left is
     at the rate since `origin` (completed, time)."""

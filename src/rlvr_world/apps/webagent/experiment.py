@@ -27,7 +27,7 @@ from scipy.stats import binomtest
 from ...domains.web.browser import Browser
 from ...domains.web.collect import task_url
 from ...engine.checkpoint import save_json
-from ...progress import advance, bar, console
+from ...progress import advance, bar, console, skip
 from ...stats import paired_test
 from .mpc import as_record, episode_seed, planner, policy_alone, run_with_retry
 from .options import AgentConfig
@@ -106,14 +106,15 @@ def run_agents(cfg: AgentConfig, command: str) -> dict:
             for task, seed in jobs:
                 for name, (choose, world) in agents.items():
                     r = records.get(settings[name], name, task, seed)
+                    step = skip if r is not None else advance  # episodes from before a resume: not in the rate
                     if r is None:
                         result, browser = run_with_retry(Browser, browser, name, choose, task, seed, world=world,
                                                          log=console.print, **common)
                         r = as_record(result)
                         records.add(settings[name], r)
                     out[name].append(r)
-                    advance(progress, 1, " ".join(f"{n} {100 * np.mean([x['success'] for x in v]):.0f}%"
-                                                  for n, v in out.items() if v))
+                    step(progress, 1, " ".join(f"{n} {100 * np.mean([x['success'] for x in v]):.0f}%"
+                                               for n, v in out.items() if v))
     finally:
         browser.close()
         if oracle is not None:
@@ -135,13 +136,14 @@ def fit_value(cfg: AgentConfig, run: Path, common: dict, browser: Browser) -> tu
     with bar("value data", total=len(jobs)) as progress:
         for task, seed in jobs:
             r = records.get(settings, "policy", task, seed)
+            step = skip if r is not None else advance
             if r is None:
                 result, browser = run_with_retry(Browser, browser, "policy", policy_alone, task, seed,
                                                  log=console.print, **common)
                 r = as_record(result, with_trace=True)
                 records.add(settings, r)
             episodes.append(r)
-            advance(progress, 1, f"{100 * np.mean([e['success'] for e in episodes]):.0f}% successes")
+            step(progress, 1, f"{100 * np.mean([e['success'] for e in episodes]):.0f}% successes")
     value, report = fit_and_measure(episodes, split=cfg.value_target == "ends",
                                     judge=JudgeValue(cfg.judge, dtype=cfg.dtype) if cfg.judge else None)
     if isinstance(value, LearnedValue):
