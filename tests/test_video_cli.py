@@ -3,14 +3,23 @@
 import json
 import os
 
+import pytest
 from test_cli import ENV, cli, same_weights
 
 
-def test_video_tiny_run_simulates_trains_and_reports(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A video-tiny run made through the command line: (its parent folder, the run, the environment)."""
+    tmp_path = tmp_path_factory.mktemp("video")
     env = {**ENV, "RLVR_WORLD_CACHE": str(tmp_path / "cache")}
     out = tmp_path / "run"
     cli("run", "--preset", "video-tiny", "--threads", "1", "--out", str(out), "--results", str(out / "video.json"),
         cwd=tmp_path, env=env)
+    return tmp_path, out, env
+
+
+def test_video_tiny_run_simulates_trains_and_reports(tiny_run):
+    tmp_path, out, env = tiny_run
     res = json.loads((out / "video.json").read_text())
     assert res["domain"] == "video" and res["reward"] == "mae_lpips" and res["command"].startswith("rlvr-world run")
     for setting in ("single_step", "multi_step"):
@@ -37,3 +46,33 @@ def test_video_bad_task_is_one_line_before_anything_runs(tmp_path):
             cwd=tmp_path, env=env, check=False)
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "no-such-task" in p.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_policy_eval_on_a_tiny_run_end_to_end_and_resumed(tiny_run):
+    tmp_path, run, env = tiny_run
+    out = tmp_path / "pe" / "policy-eval.json"
+    args = ("policy-eval", "--run", str(run), "--episodes", "2", "--train-episodes", "3", "--test-episodes", "2",
+            "--policy-steps", "4", "--detector-steps", "4", "--batch-size", "8", "--policies", "bc", "bc-noise-1.0",
+            "random", "--threads", "1", "--out", str(out), "--run-dir", str(tmp_path / "pe-run"))
+    p = cli(*args, cwd=tmp_path, env=env)
+    res = json.loads(out.read_text())
+    assert res["tasks"] == ["reach-v3"] and res["policies"] == ["bc", "bc-noise-1.0", "random"]
+    assert res["command"].startswith("rlvr-world policy-eval")
+    assert {"real", "mle", "rlvr", "hold"} == set(res["estimators"]) and len(res["points"]) == 3
+    for point in res["points"]:
+        assert all(0 <= point[k] <= 100 for k in ("true", "real", "mle", "rlvr", "hold"))
+    assert {"frames_real", "frames_reconstructed", "episodes_real", "episodes_reconstructed"} <= set(res["detector"])
+    steps = 5 + 1 - 2  # the tiny run's 6 frames an episode after its 2 context frames
+    assert len(res["rollouts"]["mle"]["mae_by_step"]) == steps and "repeat" in res["rollouts"]["rlvr"]
+    assert os.path.isfile(out.with_suffix(".png")) and os.path.isfile(out.with_name("policy-eval-rollout.png"))
+    assert "RLVR world model" in p.stdout
+    nets = sorted(f.name for f in (tmp_path / "pe-run" / "policies").iterdir())
+    assert nets == ["bc.json", "bc.safetensors"]  # the noisy variant shares the clone's network
+    # a second run re-reads every phase and gives the same numbers; other settings in the same folder are refused
+    before = (tmp_path / "pe-run" / "truth" / "bc.npz").stat().st_mtime_ns
+    cli(*args, cwd=tmp_path, env=env)
+    again = json.loads(out.read_text())
+    assert again["points"] == res["points"] and again["detector"] == res["detector"]
+    assert (tmp_path / "pe-run" / "truth" / "bc.npz").stat().st_mtime_ns == before
+    bad = cli(*args, "--episodes", "3", cwd=tmp_path, env=env, check=False)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "other settings (episodes)" in bad.stderr

@@ -5,6 +5,7 @@
     rlvr-world seeds A.json B.json ... [--out F.json]             is the gain larger than the seed spread?
     rlvr-world serve --model DIR [--port 8000]                    the model behind an OpenAI completions endpoint
     rlvr-world agent --mle DIR --rlvr DIR                         a web agent planning with world models (MiniWoB++)
+    rlvr-world policy-eval --run runs/video                       robot policies evaluated inside video world models
 
 Every error a user can cause ends in one line on stderr and exit status 2.
 """
@@ -89,6 +90,11 @@ def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     ag = sub.add_parser("agent", help="a MiniWoB++ web agent planning with web world models, against its policy "
                                       "alone and an oracle")
     add_options(ag, AgentConfig())
+    from .apps.policyeval.options import PolicyEvalConfig
+
+    pe = sub.add_parser("policy-eval", help="frame-based robot policies evaluated inside a video run's MLE and RLVR "
+                                            "world models, against their true success in Meta-World")
+    add_options(pe, PolicyEvalConfig())
     return p
 
 
@@ -187,6 +193,17 @@ def cmd_agent(args: argparse.Namespace) -> None:
     print(markdown(run_agents(cfg, command_line())))
 
 
+def cmd_policy_eval(args: argparse.Namespace) -> None:
+    from . import device as dev
+    from .apps.policyeval.experiment import markdown, run_policy_eval
+    from .apps.policyeval.options import PolicyEvalConfig
+    from .pipeline import command_line
+
+    cfg = apply_overrides(PolicyEvalConfig(), args, skip=("command",))
+    dev.set_threads(cfg.threads)
+    print(markdown(run_policy_eval(cfg, command_line())))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser(argv).parse_args(argv)  # light: help and option errors come back before torch loads
     from .device import quiet_hf
@@ -197,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     from .engine.models import ModelError
 
     try:
-        commands = {"run": cmd_run, "eval": cmd_eval, "seeds": cmd_seeds, "serve": cmd_serve, "agent": cmd_agent}
+        commands = {"run": cmd_run, "eval": cmd_eval, "seeds": cmd_seeds, "serve": cmd_serve, "agent": cmd_agent,
+                    "policy-eval": cmd_policy_eval}
         commands[args.command](args)
     except (DataError, ModelError, BrowserError, ValueError, OSError) as e:
         sys.stderr.write(f"rlvr-world: error: {e}\n")

@@ -91,6 +91,7 @@ class Episode:
     frames: np.ndarray  # (T+1, H, W, 3) uint8, upright
     actions: np.ndarray  # (T, 4) float32 in [-1, 1]
     success: bool  # info["success"] at any simulator step
+    frame_success: np.ndarray | None = None  # (T+1,) bool: info["success"] in the state each frame shows
 
 
 def check_tasks(tasks: list[str]) -> None:
@@ -164,13 +165,22 @@ def choose_action(sim: Sim, obs: np.ndarray, noise: float, rng: np.random.Genera
 
 
 def run_episode(sim: Sim, noise: float, seed: int) -> Episode:
-    """Reset to the variation drawn from `seed`, then record `steps` actions and `steps + 1` frames."""
+    """Reset to the variation drawn from `seed`, then record `steps` actions of the noisy expert and
+    `steps + 1` frames."""
+    cfg = sim.cfg
+    return rollout(sim, seed, lambda obs, frame, rng: choose_action(sim, obs, noise, rng, cfg.random_prob))
+
+
+def rollout(sim: Sim, seed: int, act, steps: int | None = None) -> Episode:
+    """Reset to the variation drawn from `seed`, then record `steps` (default: the config's) actions chosen by
+    `act(obs, frame, rng) -> (4,)` (the expert's observation, the frame it shows, the episode's generator) and
+    the frames around them; each action is clipped to [-1, 1] and held for `action_repeat` simulator steps."""
     cfg = sim.cfg
     rng = np.random.default_rng(seed)
     obs = sim.reset(int(rng.integers(2**31)))
-    frames, actions, success = [sim.frame()], [], False
-    for _ in range(cfg.steps):
-        action = choose_action(sim, obs, noise, rng, cfg.random_prob)
+    frames, actions, flags, success = [sim.frame()], [], [False], False
+    for _ in range(cfg.steps if steps is None else steps):
+        action = np.clip(np.asarray(act(obs, frames[-1], rng), dtype=np.float32), -1.0, 1.0)
         for _ in range(cfg.action_repeat):
             obs, _, _, _, info = sim.env.step(action)
             success |= bool(info["success"])
@@ -178,7 +188,9 @@ def run_episode(sim: Sim, noise: float, seed: int) -> Episode:
             raise RuntimeError("simulation diverged (non-finite state)")
         frames.append(sim.frame())
         actions.append(action)
-    return Episode(np.stack(frames), np.stack(actions), success)  # (T+1, H, W, 3), (T, 4)
+        flags.append(bool(info["success"]))
+    # (T+1, H, W, 3), (T, 4), (T+1,)
+    return Episode(np.stack(frames), np.stack(actions).reshape(-1, 4), success, np.array(flags))
 
 
 def episode_seed(cfg: SimConfig, task: str, episode: int) -> int:
