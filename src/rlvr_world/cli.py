@@ -6,6 +6,7 @@
     rlvr-world serve --model DIR [--port 8000]                    the model behind an OpenAI completions endpoint
     rlvr-world agent --mle DIR --rlvr DIR                         a web agent planning with world models (MiniWoB++)
     rlvr-world policy-eval --run runs/video                       robot policies evaluated inside video world models
+    rlvr-world export verl|trl --preset NAME [--out DIR]          a preset's data for verl or TRL (parquet)
 
 Every error a user can cause ends in one line on stderr and exit status 2.
 """
@@ -95,6 +96,12 @@ def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     pe = sub.add_parser("policy-eval", help="frame-based robot policies evaluated inside a video run's MLE and RLVR "
                                             "world models, against their true success in Meta-World")
     add_options(pe, PolicyEvalConfig())
+    from .integrations.export import ENGINES, ExportConfig
+
+    ex = sub.add_parser("export", help="a language preset's train/test transitions and rewards as verl or TRL "
+                                       "datasets (parquet)")
+    ex.add_argument("engine", choices=ENGINES, help="the RL engine whose dataset format to write")
+    add_options(ex, ExportConfig())
     return p
 
 
@@ -204,6 +211,15 @@ def cmd_policy_eval(args: argparse.Namespace) -> None:
     print(markdown(run_policy_eval(cfg, command_line())))
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from .integrations.export import ExportConfig, export
+    from .pipeline import command_line
+
+    cfg = apply_overrides(ExportConfig(), args, skip=("command", "engine"))
+    info = export(args.engine, cfg, command_line())
+    print(json.dumps(info, indent=2))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser(argv).parse_args(argv)  # light: help and option errors come back before torch loads
     from .device import quiet_hf
@@ -215,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         commands = {"run": cmd_run, "eval": cmd_eval, "seeds": cmd_seeds, "serve": cmd_serve, "agent": cmd_agent,
-                    "policy-eval": cmd_policy_eval}
+                    "policy-eval": cmd_policy_eval, "export": cmd_export}
         commands[args.command](args)
     except (DataError, ModelError, BrowserError, ValueError, OSError) as e:
         sys.stderr.write(f"rlvr-world: error: {e}\n")

@@ -25,6 +25,7 @@ class TextDomain(Domain):
     """Token ids in and out for domains whose states and actions are text."""
 
     rewards: dict  # name -> (response text, transition) -> (value, parts)
+    transition_type: type  # the transitions' dataclass: its fields are JSON values, so a transition travels as JSON
     split_digits = False  # one token per digit in the BPE tokenizer (`text.train_bpe`)
 
     def __init__(self, tokenizer, data):

@@ -222,6 +222,10 @@ def summarise(cfg: AgentConfig, out: dict[str, list[dict]], value_report: dict, 
             "missed_ends": int(sum(r["missed_end"] for r in recs)),
             "failed_pages": [f"{r['task']} seed {r['seed']}: {r['error']}" for r in recs if r["error"]],
         }
+    if "oracle" in out:
+        for name in ("mle", "rlvr"):
+            if name in out:
+                agents[name]["against_oracle"] = against_oracle(out[name], out["oracle"])
     pairs = {}
     for a, b in PAIRS:
         if a in out and b in out:
@@ -233,6 +237,26 @@ def summarise(cfg: AgentConfig, out: dict[str, list[dict]], value_report: dict, 
             "max_steps": cfg.max_steps, "world_models": {"mle": cfg.mle, "rlvr": cfg.rlvr},
             "value_function": value_report, "agents": agents, "paired": pairs,
             "seeds": [r["seed"] for r in next(iter(out.values()))]}
+
+
+def against_oracle(recs: list[dict], oracle: list[dict]) -> dict:
+    """Where a world-model agent's choices part from the oracle's, on the same episodes (paired by order).
+
+    At the first step both see the same page and the same candidates, so the
+    share of first choices that match the oracle's measures the world model
+    as a decision aid. The episodes the oracle won and this agent lost are
+    counted with what the world model got wrong in them: an episode ending
+    its chosen action caused but its predicted page did not show, and how
+    well it predicted the real changes of the actions it chose (F1).
+    """
+    first = [r["chosen"][0] == o["chosen"][0] for r, o in zip(recs, oracle) if r["chosen"] and o["chosen"]]
+    lost = [r for r, o in zip(recs, oracle) if o["success"] and not r["success"]]
+    won = [r for r, o in zip(recs, oracle) if r["success"] and not o["success"]]
+    f1 = [x for r in lost for x in r["changed_f1"]]
+    return {"first_choice_as_oracle": round(100 * float(np.mean(first)), 2) if first else None,
+            "lost_where_oracle_won": len(lost), "won_where_oracle_lost": len(won),
+            "lost_with_missed_end": sum(r["missed_end"] > 0 for r in lost),
+            "lost_chosen_changed_f1": round(100 * float(np.mean(f1)), 2) if f1 else None}
 
 
 def plot(res: dict, path: Path) -> None:
@@ -275,6 +299,12 @@ def markdown(res: dict) -> str:
     for name, a in res["agents"].items():
         lines.append(f"| {name} | {a['success']:.1f} ({a['ci95'][0]:.1f}-{a['ci95'][1]:.1f}) | "
                      f"{a['world_calls_per_episode']:.1f} | {a['wall_s_per_episode']:.1f} |")
+    for name, a in res["agents"].items():
+        if "against_oracle" in a:
+            o = a["against_oracle"]
+            lines.append(f"{name}: first choice as the oracle's in {o['first_choice_as_oracle']}% of episodes; "
+                         f"lost {o['lost_where_oracle_won']} the oracle won ({o['lost_with_missed_end']} with a missed "
+                         f"episode end), won {o['won_where_oracle_lost']} it lost")
     lines += ["", *(f"{pair}: {t['delta']:+.1f} points, McNemar p = {t['p']:.3g} ({t['gained']} won, {t['lost']} lost)"
                     for pair, t in res["paired"].items() if t)]
     if "held_out_auc" in v:

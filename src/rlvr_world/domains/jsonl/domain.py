@@ -24,6 +24,7 @@ class JsonlDomain(TextDomain):
 
     name = "jsonl"
     rewards = RewardTable(REWARDS)
+    transition_type = Record  # what a reward scores against (a dataclass of JSON values)
     metric = "exact"
     metric_label = "exact-match accuracy"
     columns = ("unchanged", "changed", "overall")  # of the results table

@@ -16,6 +16,7 @@ class TextGameDomain(TextDomain):
 
     name = "textgame"
     rewards = reward.REWARDS
+    transition_type = Transition  # what a reward scores against (a dataclass of JSON values)
     metric = "binary"  # exact-state accuracy, the benchmark's metric
     metric_label = "exact-state accuracy"
     columns = ("unchanged", "changed", "overall")  # of the results table

@@ -41,6 +41,7 @@ class WebDomain(TextDomain):
 
     name = "web"
     rewards = {"f1": lambda text, t: f1_reward(text, t.diff)}
+    transition_type = Transition  # what a reward scores against (a dataclass of JSON values)
     metric = "f1"
     metric_label = "F1"
     columns = ("precision", "recall", "f1", "changed", "unchanged")  # of the results table
