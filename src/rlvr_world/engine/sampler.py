@@ -74,7 +74,9 @@ def sample_next(
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
     # inverse-CDF draw: one uniform per row (torch.multinomial draws one exponential per vocabulary entry)
     cdf = logits.softmax(dim=-1).cumsum(dim=-1)  # (N, V)
-    u = torch.rand((cdf.size(0), 1), generator=generator, device=cdf.device) * cdf[:, -1:]  # (N, 1)
+    # drawn where the generator lives (a CPU generator serves a GPU model, with the same draws as on the CPU)
+    at = generator.device if generator is not None else cdf.device
+    u = torch.rand((cdf.size(0), 1), generator=generator, device=at).to(cdf.device) * cdf[:, -1:]  # (N, 1)
     return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp(max=cdf.size(-1) - 1)  # (N,)
 
 
