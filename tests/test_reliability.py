@@ -345,3 +345,31 @@ def test_the_memory_trimmer_is_real_here_and_can_be_turned_off(monkeypatch):
     off = device.MemoryTrimmer(growth=0.0, warmup=0)
     off()
     assert off.trim is None and off.trims == 0
+
+
+def test_an_interrupted_evaluation_keeps_its_finished_batches(tmp_path, monkeypatch):
+    from rlvr_world.domains.textgame import TextGameData
+    from rlvr_world.domains.textgame.domain import TextGameDomain
+    from rlvr_world.engine import evaluate as ev
+    from rlvr_world.engine.models import ModelConfig, build
+    from rlvr_world.text import train_bpe
+
+    data = TextGameData(games=["lit-lightbulb"])
+    ts = TextGameDomain.transitions("test", data)[:7]
+    tok = train_bpe([TextGameDomain.prompt_text(t) + TextGameDomain.target_text(t) for t in ts], 300)
+    torch.manual_seed(0)
+    model = build(ModelConfig(hidden_size=32, num_layers=1, num_heads=2, max_positions=4096), len(tok),
+                  pad_id=tok.pad_token_id, bos_id=tok.bos_token_id, eos_id=tok.eos_token_id).eval()
+    domain = TextGameDomain(tok, data)
+    examples = [domain.example(t) for t in ts]
+    partial = tmp_path / "eval.partial.jsonl"
+    whole = ev.evaluate(model, domain, examples, batch_size=3, max_new_tokens=6, partial=partial, show_progress=False)
+    lines = partial.read_text().splitlines()
+    assert len(lines) == 7  # every batch's records, as it finished
+    partial.write_text("\n".join(lines[:3]) + "\n" + lines[3][:20])  # the first batch, then a torn line
+    seen = []
+    real = ev.sample
+    monkeypatch.setattr(ev, "sample", lambda m, prompts, **kw: seen.append(len(prompts)) or real(m, prompts, **kw))
+    again = ev.evaluate(model, domain, examples, batch_size=3, max_new_tokens=6, partial=partial, show_progress=False)
+    assert seen == [3, 1]  # only the batches not on record ran again
+    assert again.records == whole.records and again.overall == whole.overall

@@ -52,8 +52,8 @@ def test_policy_eval_on_a_tiny_run_end_to_end_and_resumed(tiny_run):
     tmp_path, run, env = tiny_run
     out = tmp_path / "pe" / "policy-eval.json"
     args = ("policy-eval", "--run", str(run), "--episodes", "2", "--train-episodes", "3", "--test-episodes", "2",
-            "--policy-steps", "4", "--detector-steps", "4", "--batch-size", "8", "--policies", "bc", "bc-noise-1.0",
-            "random", "--threads", "1", "--out", str(out), "--run-dir", str(tmp_path / "pe-run"))
+            "--policy-steps", "4", "--detector-steps", "4", "--detector-episodes", "1", "--batch-size", "8",
+            "--policies", "bc", "bc-noise-1.0", "random", "--threads", "1", "--out", str(out), "--run-dir", str(tmp_path / "pe-run"))
     p = cli(*args, cwd=tmp_path, env=env)
     res = json.loads(out.read_text())
     assert res["tasks"] == ["reach-v3"] and res["policies"] == ["bc", "bc-noise-1.0", "random"]
@@ -68,6 +68,9 @@ def test_policy_eval_on_a_tiny_run_end_to_end_and_resumed(tiny_run):
     assert "RLVR world model" in p.stdout
     nets = sorted(f.name for f in (tmp_path / "pe-run" / "policies").iterdir())
     assert nets == ["bc.json", "bc.safetensors"]  # the noisy variant shares the clone's network
+    seen = sorted(f.name for f in (tmp_path / "pe-run" / "detector-data").iterdir())
+    assert seen == ["bc-noise-1.0.npz", "bc.npz", "random.npz"]  # the policies' own states, for the detector
+    assert set(res["per_task"]["reach-v3"]) == {"real", "mle", "rlvr", "hold"}
     # a second run re-reads every phase and gives the same numbers; other settings in the same folder are refused
     before = (tmp_path / "pe-run" / "truth" / "bc.npz").stat().st_mtime_ns
     cli(*args, cwd=tmp_path, env=env)

@@ -145,9 +145,14 @@ class Pipeline:
         path = self.out / f"eval_{name}.json"
         if self.cfg.resume and path.is_file():
             return json.loads(path.read_text())
-        r = self.evaluate(model, domain, test, f"eval {name}")
+        partial = self.out / f"eval_{name}.partial.jsonl"  # each finished batch, so --resume loses little
+        if not self.cfg.resume:
+            partial.unlink(missing_ok=True)
+        r = evaluate(model, domain, test, batch_size=self.cfg.eval_batch_size, max_new_tokens=self.cfg.max_new_tokens,
+                     autocast=self.amp, description=f"eval {name}", partial=partial)
         result = {**r.summary(), "records": r.records}
         save_json(path, result)
+        partial.unlink(missing_ok=True)
         return result
 
     @contextlib.contextmanager
@@ -255,9 +260,9 @@ class Pipeline:
 OUTPUTS = {
     "tokenizer": ("tokenizer", ()),
     "mle": ("mle/model/config.json", ("mle/checkpoint", "mle/checkpoint.old")),
-    "eval_mle": ("eval_mle.json", ()),
+    "eval_mle": ("eval_mle.json", ("eval_mle.partial.jsonl",)),
     "rl": ("rl/model/config.json", ("rl/checkpoint", "rl/checkpoint.old")),
-    "eval_rlvr": ("eval_rlvr.json", ()),
+    "eval_rlvr": ("eval_rlvr.json", ("eval_rlvr.partial.jsonl",)),
 }
 PROGRESS = {phase: (finished, *partial) for phase, (finished, partial) in OUTPUTS.items()}
 

@@ -36,7 +36,8 @@ HARMLESS = ("mle.save_every", "rl.save_every", "rl.eval_every", "log")
 EXTENDABLE = ("rl.steps",)
 # What a run writes into its directory (`--overwrite` clears these and nothing else).
 RUN_FILES = ("config.json", "phases.json", "timings.json", "results.json", "results.md", "results.png",
-             "eval_mle.json", "eval_rlvr.json", "tokenizer", "mle", "rl", "bridge")
+             "eval_mle.json", "eval_rlvr.json", "eval_mle.partial.jsonl", "eval_rlvr.partial.jsonl", "tokenizer", "mle",
+             "rl", "bridge")
 
 
 class RunDirError(ValueError):

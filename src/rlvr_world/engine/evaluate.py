@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
-from ..progress import advance, bar
+from ..progress import advance, bar, skip
 from .domain import Domain, Example
 from .sampler import sample
 
@@ -56,15 +58,27 @@ def evaluate(
     description: str = "eval",
     show_progress: bool = True,
     pick: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    partial: Path | None = None,
 ) -> EvalResult:
-    """Greedy responses scored by `metric` (or responses chosen by `pick`, see `sample`)."""
+    """Greedy responses scored by `metric` (or responses chosen by `pick`, see `sample`).
+
+    `partial`: a JSON-lines file that gets each finished batch's records, and
+    whose records an interrupted evaluation of the same examples reuses (the
+    caller removes it once the whole result is saved).
+    """
     metric = metric or domain.metric
     reported = domain.reported_parts
     model.eval()
     values: list[float] = [0.0] * len(examples)
     records: list[dict] = [{}] * len(examples)
+    done = read_partial(partial, len(examples))
+    for i, r in done.items():
+        values[i], records[i] = r["value"], r
     with bar(description, total=len(examples), disable=not show_progress) as progress:
+        skip(progress, len(done))
         for idx in length_batches(examples, batch_size):
+            if all(i in done for i in idx):
+                continue
             out = sample(model, [examples[i].prompt_ids for i in idx], eos_id=domain.eos_id, pad_id=domain.pad_id,
                          max_new_tokens=max_new_tokens, temperature=0.0, autocast=autocast,
                          forced=[examples[i].forced() for i in idx], suppress=domain.suppressed_ids,
@@ -75,7 +89,10 @@ def evaluate(
                 records[i] = {"index": i, "group": examples[i].group, "value": value,
                               "response": domain.decode(response),
                               **{k: v for k, v in parts.items() if k == "why" or k in reported}}
-            advance(progress, len(idx))
+            if partial is not None:
+                with partial.open("a") as f:
+                    f.write("".join(json.dumps(records[i]) + "\n" for i in idx))
+            advance(progress, len(idx) - sum(i in done for i in idx))
     sums: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
     for e, v in zip(examples, values):
@@ -87,6 +104,21 @@ def evaluate(
     parts = part_means(records, reported, scale)
     group_parts = {g: part_means([r for r in records if r["group"] == g], reported, scale) for g in counts}
     return EvalResult(overall, groups, dict(counts), len(examples), records, parts, group_parts)
+
+
+def read_partial(path: Path | None, n: int) -> dict[int, dict]:
+    """Records an interrupted evaluation left in `path`, by example index (a torn last line is dropped)."""
+    out: dict[int, dict] = {}
+    if path is None or not path.is_file():
+        return out
+    for line in path.read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(r, dict) and isinstance(r.get("index"), int) and 0 <= r["index"] < n and "value" in r:
+            out[r["index"]] = r
+    return out
 
 
 def part_means(records: Sequence[dict], keys: Sequence[str], scale: float) -> dict[str, float]:

@@ -116,10 +116,20 @@ def labelled(cfg: SimConfig, tasks: list[str], episodes: int, purpose: str) -> R
     return simulate_episodes(cfg, tasks, episodes, purpose, make_act, f"simulate ({purpose})")
 
 
-def run_policy(cfg: SimConfig, tasks: list[str], episodes: int, policy, name: str) -> Rollouts:
-    """A frame-based policy (`policies.Policy`) in the simulator, on the "eval" seeds: the true success."""
+def run_policy(cfg: SimConfig, tasks: list[str], episodes: int, policy, name: str, purpose: str = "eval"
+               ) -> Rollouts:
+    """A frame-based policy (`policies.Policy`) in the simulator, on the `purpose` seeds ("eval": the true
+    success the estimates are measured against; "detector": frames for the detector to learn from)."""
 
     def make_act(sim: Sim, k: int, i: int):
         return (lambda obs, frame, rng: policy.act(frame[None], np.array([k]), [rng])[0]), None
 
-    return simulate_episodes(cfg, tasks, episodes, "eval", make_act, f"{name} in the simulator")
+    return simulate_episodes(cfg, tasks, episodes, purpose, make_act, f"{name} in the simulator ({purpose})")
+
+
+def concat(parts: list[Rollouts]) -> Rollouts:
+    """Episode sets one after the other (expert labels kept only where every part has them)."""
+    fields = {k: np.concatenate([getattr(r, k) for r in parts]) for k in ("frames", "actions", "success",
+                                                                          "frame_success", "task", "seed")}
+    experts = [r.expert for r in parts]
+    return Rollouts(**fields, expert=None if any(e is None for e in experts) else np.concatenate(experts))

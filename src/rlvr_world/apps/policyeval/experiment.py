@@ -5,9 +5,11 @@ Phases, each kept in `run_dir` so that a stopped run continues where it stopped:
 1. labelled data: the noisy expert's episodes with the clean expert action
    and the per-frame success flag (`data.labelled`), for training and, on
    other seeds, for measuring the detector;
-2. networks: the behaviour-cloning policies of the set (`options.SPECS`) and
-   the success detector (`detector`), trained on the same frames, half of
-   them as the world model's tokenizer reconstructs them;
+2. networks: the behaviour-cloning policies of the set (`options.SPECS`),
+   then the success detector (`detector`), trained on the same frames plus
+   `detector_episodes` of each policy's own episodes (on seeds of their
+   own: the states the policies reach, which the expert's episodes miss),
+   half of them as the world model's tokenizer reconstructs them;
 3. the truth: every policy in the simulator, `episodes` per task on fixed
    seeds, judged by Meta-World's own flag;
 4. imagination: every policy inside the MLE and the RLVR world model of the
@@ -43,7 +45,7 @@ from ...engine.checkpoint import save_json
 from ...progress import console
 from ...rundir import run_config_of
 from ...stats import paired_test, round_sig
-from .data import Rollouts, labelled, load_arrays, run_policy, save_arrays
+from .data import Rollouts, concat, labelled, load_arrays, run_policy, save_arrays
 from .detector import Detector, accuracy, runs_of
 from .imagine import Imagined, hold_last, imagine, to_uint8
 from .nets import FrameNet, fit
@@ -207,6 +209,13 @@ def summarise(cfg: PolicyEvalConfig, tasks: list[str], truth: dict[str, Rollouts
     right = {e: np.concatenate([flags[e][n] == truth[n].success for n in truth]) for e in ESTIMATORS}
     est = {e: {"label": label, **agreement(points, e), "per_policy": agreement(per_policy, e),
                "episode_agreement": round(100 * float(right[e].mean()), 2)} for e, label in ESTIMATORS.items()}
+    per_task = {}
+    for k, task in enumerate(tasks):
+        pts = [p for p in points if p["task"] == task]
+        agree = {e: np.concatenate([(flags[e][n] == truth[n].success)[truth[n].task == k] for n in truth])
+                 for e in ESTIMATORS}
+        per_task[task] = {e: {"mae": round(float(np.mean([abs(p[e] - p["true"]) for p in pts])), 2),
+                              "episode_agreement": round(100 * float(agree[e].mean()), 2)} for e in ESTIMATORS}
     err = {e: {"records": [{"index": i, "group": "", "value": abs(p[e] - p["true"])} for i, p in enumerate(points)]}
            for e in ("mle", "rlvr")}
     ok = {e: {"records": [{"index": i, "group": "", "value": float(v)} for i, v in enumerate(right[e])]} for e in ("mle", "rlvr")}
@@ -215,7 +224,7 @@ def summarise(cfg: PolicyEvalConfig, tasks: list[str], truth: dict[str, Rollouts
         "world_models": {k: str(v) for k, v in paths.items()}, "tasks": tasks, "policies": list(truth),
         "episodes_per_task": cfg.episodes, "temperature": cfg.temperature,
         "settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out", "run_dir", "threads")},
-        "detector": det_report, "estimators": est, "points": points, "per_policy": per_policy,
+        "detector": det_report, "estimators": est, "points": points, "per_policy": per_policy, "per_task": per_task,
         # RLVR - MLE: the absolute error of the success rate over points (lower is better), and whether each
         # episode's imagined outcome matched the real one (McNemar)
         "rlvr_vs_mle": {"abs_error": paired_test(err["mle"], err["rlvr"], binary=False, scale=1.0,
@@ -325,12 +334,18 @@ def run_policy_eval(cfg: PolicyEvalConfig, command: str) -> dict:
         if not spec.random and key not in nets:
             nets[key] = stored_net(work / "policies" / f"{key}.safetensors",
                                    lambda: train_policy_net(cfg, SPEC[key], train, recon, len(tasks)))
+    policies = {s.name: Policy(s, nets.get(s.net or s.name)) for s in specs}
+    extra = [stored(work / "detector-data" / f"{name}.npz",
+                    lambda: run_policy(sim_cfg, tasks, cfg.detector_episodes, pol, name, purpose="detector"), Rollouts)
+             for name, pol in policies.items()] if cfg.detector_episodes else []
+    det_train = concat([train, *extra])
+    det_recon = np.concatenate([recon, *(reconstructed(tok, r.frames) for r in extra)])
     detector = Detector(stored_net(work / "detector.safetensors",
-                                   lambda: train_detector(cfg, train, recon, len(tasks))), run=cfg.detector_frames)
+                                   lambda: train_detector(cfg, det_train, det_recon, len(tasks))),
+                        run=cfg.detector_frames)
     det_report = detector_report(detector, test, reconstructed(tok, test.frames))
     console.print(f"detector on held-out frames: {det_report['frames_real']['accuracy']}% real, "
                   f"{det_report['frames_reconstructed']['accuracy']}% reconstructed")
-    policies = {s.name: Policy(s, nets.get(s.net or s.name)) for s in specs}
 
     # 3. the truth
     truth = {name: stored(work / "truth" / f"{name}.npz", lambda: run_policy(sim_cfg, tasks, cfg.episodes, pol, name),

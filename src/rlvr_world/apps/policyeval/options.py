@@ -44,6 +44,8 @@ class PolicyEvalConfig:
     test_episodes: int = 20  # held-out labelled episodes per task that measure the detector
     policy_steps: int = 3000  # training steps of a behaviour-cloning policy (batches of `batch_size` frames)
     detector_steps: int = 3000  # training steps of the success detector
+    detector_episodes: int = 10  # episodes per policy and task, on seeds of their own, added to the detector's data
+    # (the states the policies visit, which the expert's episodes miss)
     batch_size: int = 64  # frames per training step
     lr: float = 1e-3  # peak AdamW learning rate of the policies and the detector
     detector_frames: int = 2  # an episode succeeds where this many consecutive frames look successful
@@ -55,7 +57,7 @@ class PolicyEvalConfig:
     threads: int = 0  # torch CPU threads (0: one per core)
 
     def __post_init__(self):
-        require(self, "", episodes=">= 2", train_episodes=">= 2", test_episodes=">= 1", policy_steps=">= 1",
+        require(self, "", episodes=">= 2", train_episodes=">= 2", test_episodes=">= 1", policy_steps=">= 1", detector_episodes=">= 0",
                 detector_steps=">= 1", batch_size=">= 1", lr="> 0", detector_frames=">= 1", temperature=">= 0",
                 threads=">= 0")
         bad = [p for p in self.policies if p not in SPEC]
