@@ -360,11 +360,11 @@ def run_policy_eval(cfg: PolicyEvalConfig, command: str) -> dict:
         model = models.load(path).to(device)
         imagined[world] = {}
         for name, pol in policies.items():
-            console.print(f"{name} inside the {world} world model")
-            imagined[world][name] = stored(
-                work / "imagined" / world / f"{name}.npz",
-                lambda: imagined_episodes(model, tok, pol, truth[name], data.context, cfg.temperature, cfg.seed),
-                Imagined)
+            def make():
+                console.print(f"{name} inside the {world} world model")
+                return imagined_episodes(model, tok, pol, truth[name], data.context, cfg.temperature, cfg.seed)
+
+            imagined[world][name] = stored(work / "imagined" / world / f"{name}.npz", make, Imagined)
     imagined["hold"] = {name: hold_last(tr.frames[:, :data.context], tr.actions[:, :data.context],
                                         tr.actions.shape[1]) for name, tr in truth.items()}
 
