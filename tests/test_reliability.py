@@ -373,3 +373,5 @@ def test_an_interrupted_evaluation_keeps_its_finished_batches(tmp_path, monkeypa
     again = ev.evaluate(model, domain, examples, batch_size=3, max_new_tokens=6, partial=partial, show_progress=False)
     assert seen == [3, 1]  # only the batches not on record ran again
     assert again.records == whole.records and again.overall == whole.overall
+    assert [json.loads(line)["index"] for line in partial.read_text().splitlines()] == [r["index"] for r in
+                                                                                      map(json.loads, lines)]

@@ -111,7 +111,11 @@ def read_partial(path: Path | None, n: int) -> dict[int, dict]:
     out: dict[int, dict] = {}
     if path is None or not path.is_file():
         return out
-    for line in path.read_text().splitlines():
+    text = path.read_text()
+    if not text.endswith("\n"):  # a torn last line: cut, so that the next batch starts a line of its own
+        text = text[: text.rfind("\n") + 1]
+        path.write_text(text)
+    for line in text.splitlines():
         try:
             r = json.loads(line)
         except ValueError:
