@@ -136,10 +136,10 @@ class Pipeline:
             return json.loads((self.init_dir / "config.json").read_text()).get("max_position_embeddings", 1 << 30)
         return self.cfg.model.max_positions
 
-    def evaluate(self, model, domain, examples, description, show=True):
+    def evaluate(self, model, domain, examples, description, show=True, partial=None):
         return evaluate(model, domain, examples, batch_size=self.cfg.eval_batch_size,
                         max_new_tokens=self.cfg.max_new_tokens, autocast=self.amp, description=description,
-                        show_progress=show)
+                        show_progress=show, partial=partial)
 
     def final_eval(self, name, model, domain, test):
         path = self.out / f"eval_{name}.json"
@@ -148,8 +148,7 @@ class Pipeline:
         partial = self.out / f"eval_{name}.partial.jsonl"  # each finished batch, so --resume loses little
         if not self.cfg.resume:
             partial.unlink(missing_ok=True)
-        r = evaluate(model, domain, test, batch_size=self.cfg.eval_batch_size, max_new_tokens=self.cfg.max_new_tokens,
-                     autocast=self.amp, description=f"eval {name}", partial=partial)
+        r = self.evaluate(model, domain, test, f"eval {name}", partial=partial)
         result = {**r.summary(), "records": r.records}
         save_json(path, result)
         partial.unlink(missing_ok=True)
