@@ -125,3 +125,25 @@ def test_a_baseline_replaces_the_group_mean():
     assert adv[0, 0] > 0 and adv[1, 0] > adv[0, 0]
     assert adv[0, 1] > 0 > adv[1, 1]
     assert ((adv**2).mean()).item() == pytest.approx(1.0, rel=1e-4)  # one shared scale, as without a baseline
+
+
+def test_batch_and_no_scale_keep_small_reward_gaps_small():
+    from rlvr_world.engine.grpo import token_advantages
+
+    # two groups: one whose rewards differ by 0.01 (e.g. "no change" scored 0.30 against 0.29), one by 1.0
+    r = torch.tensor([0.30, 0.29, 1.0, 0.0])
+    per_group, _ = group_advantages(r, 2)
+    assert per_group[0] == pytest.approx(per_group[2], rel=1e-3)  # the paper's scale: both push alike
+    none, _ = group_advantages(r, 2, scale="none")
+    assert torch.allclose(none, torch.tensor([0.005, -0.005, 0.5, -0.5]), atol=1e-6)
+    batch, _ = group_advantages(r, 2, scale="batch")
+    assert torch.allclose(batch, none / r.std(), atol=1e-5)
+    assert batch[2] / batch[0] == pytest.approx(100, rel=1e-3)
+    # per-token credit: the same three choices, with one scale over the batch's scored tokens
+    tr, mask = torch.tensor([[0.3, 1.0], [0.29, 0.0]]), torch.ones(2, 2)
+    tok_none, _ = token_advantages(tr, mask, 2, scale="none")
+    assert torch.allclose(tok_none, torch.tensor([[0.005, 0.5], [-0.005, -0.5]]), atol=1e-6)
+    tok_batch, _ = token_advantages(tr, mask, 2, scale="batch")
+    assert ((tok_batch**2).mean()).item() == pytest.approx(1.0, rel=1e-4)
+    with pytest.raises(ValueError, match="scale must be one of"):
+        group_advantages(r, 2, scale="global")

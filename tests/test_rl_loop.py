@@ -169,3 +169,16 @@ def test_greedy_baseline_moves_the_reward_and_credits_only_departures(tmp_path):
         assert late > early + 0.2, (credit, early, late)
     with pytest.raises(ValueError, match="unknown baseline"):
         cfg(baseline="best")
+
+
+@pytest.mark.parametrize("scale", ["batch", "none"])
+def test_batch_or_no_reward_scaling_moves_the_reward(tmp_path, scale):
+    torch.set_num_threads(1)
+    train_rl(toy_model(), TOK, ToyDomain(), EXAMPLES, cfg(scale=scale), tmp_path)
+    log = [r for r in rows(tmp_path / "metrics.jsonl") if "reward/mean" in r]
+    early = sum(r["reward/mean"] for r in log[:5]) / 5
+    late = sum(r["reward/mean"] for r in log[-5:]) / 5
+    assert late > early + 0.2, (scale, early, late)
+    # the setting reached the advantages: unscaled ones are the raw deviations of rewards in [0, 1]
+    pushes = sum(r["adv/abs_mean"] for r in log) / len(log)
+    assert (pushes < 0.3) if scale == "none" else (pushes > 0.3), (scale, pushes)

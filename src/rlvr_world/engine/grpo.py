@@ -11,7 +11,11 @@ every function returns its metrics with namespaced keys. Beyond the paper:
 `token_advantages`, credit per token from a reward the domain splits over
 the response's tokens (`RLConfig.credit = "token"`); and either may measure
 rewards against the greedy response's instead of the group mean
-(`RLConfig.baseline = "greedy"`, as in ReMax).
+(`RLConfig.baseline = "greedy"`, as in ReMax); and the deviations may share
+one scale across the whole batch, or none, instead of each group's own
+(`RLConfig.scale`): with a per-group scale a group whose rewards differ by 0.01
+pushes as hard as one whose rewards differ by 1 (Dr. GRPO; TRL's
+`scale_rewards`).
 """
 
 from __future__ import annotations
@@ -19,13 +23,30 @@ from __future__ import annotations
 import torch
 
 
-def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6, baseline: torch.Tensor | None = None
-                     ) -> tuple[torch.Tensor, dict[str, float]]:
+SCALES = ("group", "batch", "none")
+
+
+def _rescale(d: torch.Tensor, group_scale: torch.Tensor, batch_scale: torch.Tensor, scale: str, eps: float
+             ) -> torch.Tensor:
+    """Deviations divided by their group's scale, the batch's, or nothing."""
+    if scale == "group":
+        return d / (group_scale + eps)
+    if scale == "batch":
+        return d / (batch_scale + eps)
+    if scale == "none":
+        return d
+    raise ValueError(f"scale must be one of {', '.join(SCALES)}, not {scale!r}")
+
+
+def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6, baseline: torch.Tensor | None = None,
+                     scale: str = "group") -> tuple[torch.Tensor, dict[str, float]]:
     """Group-normalised advantages for (N,) rewards laid out prompt-major.
 
     With `baseline` (B,), e.g. the greedy response's reward, each reward is
     measured against it instead of the group mean, scaled by the group's root
-    mean square deviation from it.
+    mean square deviation from it. `scale` "batch" divides every deviation by
+    the whole batch's (unbiased std of the rewards, or root mean square
+    deviation from the baselines); "none" leaves them as they are.
     """
     r = rewards.float().view(-1, group_size)  # (B, G)
     if baseline is None:
@@ -34,14 +55,16 @@ def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6, 
     else:
         mean = baseline.float().view(-1, 1)  # (B, 1)
         std = ((r - mean) ** 2).mean(dim=1, keepdim=True).sqrt()  # (B, 1)
-    adv = (r - mean) / (std + eps)  # (B, G)
+    whole = r.std() if baseline is None else ((r - mean) ** 2).mean().sqrt()  # ()
+    adv = _rescale(r - mean, std, whole, scale, eps)  # (B, G)
     flat = (r.max(dim=1).values == r.min(dim=1).values).float()  # (B,) groups with no signal
-    return adv.view(-1), {"adv/flat_group_frac": flat.mean().item(), "adv/reward_std": std.mean().item()}
+    return adv.view(-1), {"adv/flat_group_frac": flat.mean().item(), "adv/reward_std": std.mean().item(),
+                          "adv/abs_mean": adv.abs().mean().item()}
 
 
 def token_advantages(
     token_rewards: torch.Tensor, mask: torch.Tensor, group_size: int, eps: float = 1e-6,
-    baseline: torch.Tensor | None = None,
+    baseline: torch.Tensor | None = None, scale: str = "group",
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Per-token advantages (N, T) from per-token rewards (N, T), for responses whose positions line up in a group.
 
@@ -51,7 +74,8 @@ def token_advantages(
     root mean square, so a position where every sample agrees carries ~0
     advantage instead of amplified noise. Rows of `mask` are 1 on scored tokens.
     With `baseline` (B, T), e.g. the greedy response's token rewards, it
-    replaces the group mean at each position.
+    replaces the group mean at each position. `scale` "batch" shares one root
+    mean square over the whole batch; "none" leaves the deviations as they are.
     """
     N, T = token_rewards.shape
     r = token_rewards.float().view(-1, group_size, T)  # (B, G, T)
@@ -61,10 +85,11 @@ def token_advantages(
     else:
         mean = baseline.float().view(-1, 1, T)  # (B, 1, T)
     d = (r - mean) * m  # (B, G, T)
-    scale = ((d**2).sum((1, 2), keepdim=True) / m.sum((1, 2), keepdim=True).clamp(min=1)).sqrt()  # (B, 1, 1)
-    adv = d / (scale + eps)  # (B, G, T)
+    rms = ((d**2).sum((1, 2), keepdim=True) / m.sum((1, 2), keepdim=True).clamp(min=1)).sqrt()  # (B, 1, 1)
+    whole = ((d**2).sum() / m.sum().clamp(min=1)).sqrt()  # ()
+    adv = _rescale(d, rms, whole, scale, eps)  # (B, G, T)
     contested = ((d.abs() > eps).any(1) & (m.sum(1) > 1)).float()  # (B, T) positions where the group differs
-    return adv.view(N, T), {"adv/token_reward_rms": scale.mean().item(),
+    return adv.view(N, T), {"adv/token_reward_rms": rms.mean().item(),
                             "adv/contested_token_frac": (contested.sum() / (m.amax(1).sum()).clamp(min=1)).item()}
 
 

@@ -75,9 +75,13 @@ class RLConfig:
     # "group": rewards against the group mean (GRPO); "greedy": against the greedy response's (ReMax), and with token
     # credit only the tokens that depart from the greedy response's are credited
     baseline: str = "group"
+    # what divides the deviations from the baseline: each group's spread (GRPO, the paper), the whole batch's, or
+    # nothing (Dr. GRPO): "batch" and "none" keep a group with near-equal rewards from pushing as hard as any other
+    scale: str = "group"
 
     def __post_init__(self):
-        require_choice(self, "rl.", credit=("sequence", "token"), baseline=("group", "greedy"))
+        require_choice(self, "rl.", credit=("sequence", "token"), baseline=("group", "greedy"),
+                       scale=("group", "batch", "none"))
         require(self, "rl.", steps=">= 1", prompts_per_step=">= 1", group_size=">= 2", lr="> 0", kl_coef=">= 0",
                 clip_eps="> 0", grad_clip="> 0", temperature="> 0", top_k=">= 0", top_p="in (0, 1]",
                 max_new_tokens=">= 1", micro_batch_size=">= 1", eval_every=">= 0", save_every=">= 1")

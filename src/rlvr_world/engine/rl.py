@@ -90,7 +90,7 @@ def collect(policy, domain: Domain, examples: Sequence[Example], cfg: RLConfig, 
                                                          for r, e in zip(greedy, examples)])  # (B,)
     # ---- advantage -------------------------------------------------------
     given = [e.loss_mask for e in examples for _ in range(G)] if any(e.loss_mask for e in examples) else None
-    adv, adv_metrics = group_advantages(rewards, G, baseline=baseline)  # (N,)
+    adv, adv_metrics = group_advantages(rewards, G, baseline=baseline, scale=cfg.scale)  # (N,)
     if baseline is not None:
         adv_metrics["reward/greedy"] = baseline.mean().item()
     if cfg.credit == "token":
@@ -102,7 +102,7 @@ def collect(policy, domain: Domain, examples: Sequence[Example], cfg: RLConfig, 
         if greedy is not None:
             tok_b = token_table([domain.token_rewards(cfg.reward, r, e) for r, e in zip(greedy, examples)], T)[0]
             tok_m *= departs(responses, greedy, G, T)  # a token the greedy response shares earns no credit
-        adv, tok_metrics = token_advantages(tok_r, tok_m, G, baseline=tok_b)  # (N, T)
+        adv, tok_metrics = token_advantages(tok_r, tok_m, G, baseline=tok_b, scale=cfg.scale)  # (N, T)
         adv_metrics.update(tok_metrics)
     parts = {**mean_parts([p for _, p in scored]), **adv_metrics}
     return Rollouts([p for p in prompts for _ in range(G)], responses, rewards, adv, parts, out.finished, given)
