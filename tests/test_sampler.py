@@ -202,3 +202,19 @@ def test_a_pick_rule_chooses_the_free_tokens_and_forced_ones_stay(tiny_lm):
     out = sample(tiny_lm, PROMPTS, eos_id=2, pad_id=0, max_new_tokens=4, pick=last, forced=[[-1, 9], None, None])
     assert out.tokens[0].tolist() == [V - 1, 9, V - 1, V - 1]
     assert out.tokens[1].tolist() == [V - 1] * 4
+
+
+def test_a_rows_draws_do_not_depend_on_its_batch(tiny_lm):
+    from rlvr_world.engine.sampler import uniforms
+
+    # eos 10 ends some rows early, so compaction drops rows mid-way
+    prompts = PROMPTS + [[16, 10], [18], [19, 20, 21, 10]]
+    kw = dict(eos_id=10, pad_id=0, max_new_tokens=12, num_samples=3, temperature=1.5)
+    whole = sample(tiny_lm, prompts, generator=generator(5), **kw)
+    assert torch.equal(whole.tokens, sample(tiny_lm, prompts, generator=generator(5), compact=False, **kw).tokens)
+    # two "processes", each sampling half the prompts with its rows of the whole batch's table
+    table = uniforms((len(prompts) * 3, 12), generator(5), "cpu")
+    first = sample(tiny_lm, prompts[:2], draws=table[:6], **kw)
+    second = sample(tiny_lm, prompts[2:], draws=table[6:], **kw)
+    assert first.responses() + second.responses() == whole.responses()
+    assert len({tuple(r) for r in whole.responses()}) > 6  # the draws are random, not one repeated answer

@@ -18,6 +18,7 @@ import torch
 
 from ..device import MemoryTrimmer
 from ..progress import advance, bar
+from . import distributed as dist
 from .checkpoint import GracefulStop, MetricLog, check_finite, load_trainer_state, save_model
 from .domain import Example
 from .models import merged
@@ -60,12 +61,21 @@ def lr_at(step: int, total: int, cfg: MLEConfig) -> float:
 
 
 def mle_loss(model, examples: Sequence[Example], pad_id: int, autocast=None) -> tuple[torch.Tensor, int]:
-    """Mean negative log-likelihood of the target tokens, and how many there were."""
+    """Mean negative log-likelihood of the target tokens, and how many there were.
+
+    Under data parallelism `examples` is this process's share of the batch, the
+    mean is over the whole batch's target tokens (so the processes' gradients
+    sum to the whole batch's), and the count is the whole batch's.
+    """
+    if not examples:  # a batch smaller than the number of processes leaves some with nothing
+        n = int(dist.total(torch.tensor(0.0)))
+        return next(model.parameters()).sum() * 0.0, n
     batch = make_batch([e.prompt_ids for e in examples], [e.target_ids for e in examples], pad_id)
     logp, _ = token_logprobs(model, batch, autocast=autocast)  # (N, T)
     mask = batch.response_mask.float() * loss_masks(examples, batch.response_mask.size(1))  # (N, T)
     mask = mask.to(logp.device)
-    return -(logp * mask).sum() / mask.sum().clamp(min=1), int(mask.sum())
+    n = dist.total(mask.sum())  # the global batch's target tokens
+    return -(logp * mask).sum() / n.clamp(min=1), int(n)
 
 
 def loss_masks(examples: Sequence[Example], width: int) -> torch.Tensor:
@@ -91,7 +101,8 @@ def train_mle(
     """Train in place; checkpoints go to out_dir/checkpoint, the final model to out_dir/model.
 
     A LoRA model (`models.with_lora`) trains its adapter only, checkpoints the
-    adapter, and is returned and saved merged.
+    adapter, and is returned and saved merged. Under `torchrun` each process
+    trains on its share of every batch and process 0 writes (`distributed`).
     """
     lengths = [len(e.prompt_ids) + len(e.target_ids) for e in examples]
     plan = plan_batches(lengths, cfg.batch_tokens, cfg.epochs, cfg.seed)
@@ -102,19 +113,22 @@ def train_mle(
     if state is not None:
         opt.load_state_dict(state["optimizer"])
         start = state["step"]
-    log = MetricLog(out_dir / "metrics.jsonl", resume_step=start if state else -1, tensorboard=tensorboard)
+    main = dist.is_main()
+    log = MetricLog(out_dir / "metrics.jsonl", resume_step=start if state else -1, tensorboard=tensorboard) if main else None
     model.train()
     pad_id = tokenizer.pad_token_id
     trim = MemoryTrimmer()  # the resident set stays near its size after warm-up
-    with bar("MLE", total=len(plan)) as progress, GracefulStop() as stop:
+    with bar("MLE", total=len(plan), disable=not main) as progress, GracefulStop() as stop:
         advance(progress, start)
         for step in range(start, len(plan)):
             t0 = time.perf_counter()
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, len(plan), cfg)
-            loss, n_tok = mle_loss(model, [examples[i] for i in plan[step]], pad_id, autocast)
+            loss, n_tok = mle_loss(model, [examples[i] for i in dist.share(plan[step])], pad_id, autocast)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            t_sync = dist.sum_gradients(params)
+            loss = dist.total(loss.detach())
             gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             check_finite("MLE", step + 1, f"lower --mle.lr (now {cfg.lr:g})",
                          loss=loss.item(), gradient_norm=gnorm.item())
@@ -122,12 +136,20 @@ def train_mle(
             trim()
             row = {"step": step + 1, "loss": loss.item(), "lr": opt.param_groups[0]["lr"], "grad_norm": gnorm.item(),
                    "target_tokens": n_tok, "step_s": time.perf_counter() - t0}
-            log.write(row)
+            if dist.active():
+                row["sync_s"] = t_sync
+            stopping = dist.any_rank(stop.requested)  # every process stops at the same step
+            if main:
+                log.write(row)
             advance(progress, 1, f"loss {row['loss']:.3f}")
-            if stop.requested or ((step + 1) % cfg.save_every == 0 and step + 1 < len(plan)):
-                save_model(out_dir / "checkpoint", model, tokenizer, {"optimizer": opt.state_dict(), "step": step + 1})
-            if stop.requested:
+            if stopping or ((step + 1) % cfg.save_every == 0 and step + 1 < len(plan)):
+                if main:
+                    save_model(out_dir / "checkpoint", model, tokenizer, {"optimizer": opt.state_dict(), "step": step + 1})
+                dist.barrier()
+            if stopping:
                 raise KeyboardInterrupt
     model = merged(model)  # a LoRA adapter folded in: the final model is a plain HF model
-    save_model(out_dir / "model", model, tokenizer)
+    if main:
+        save_model(out_dir / "model", model, tokenizer)
+    dist.barrier()
     return model

@@ -27,12 +27,13 @@ import torch
 
 from ..device import MemoryTrimmer, generator
 from ..progress import advance, bar
+from . import distributed as dist
 from .checkpoint import GracefulStop, MetricLog, check_finite, load_trainer_state, save_model
 from .domain import Domain, Example
 from .grpo import group_advantages, grpo_loss, token_advantages
 from .models import has_lora, merged, reference_mode
 from .options import RLConfig
-from .sampler import sample
+from .sampler import sample, uniforms
 from .sequences import group_logprobs, micro_batches
 
 
@@ -74,13 +75,25 @@ def mean_parts(parts: Sequence[dict]) -> dict[str, float]:
 
 
 def collect(policy, domain: Domain, examples: Sequence[Example], cfg: RLConfig, step: int, autocast) -> Rollouts:
+    """Sample, score and credit one step's batch of `examples` (B prompts).
+
+    Under data parallelism this process samples only its share of the
+    prompts, each with its rows of the whole batch's table of uniforms, so the
+    responses are the ones a single process would sample; rewards are then
+    gathered, so batch-wide statistics (the reward scale, the logged means)
+    are the whole batch's, and the returned rollouts are this process's.
+    """
     # ---- sample ----------------------------------------------------------
     G = cfg.group_size
+    mine = dist.share(range(len(examples)))  # this process's prompts: whole groups
+    table = uniforms((len(examples) * G, cfg.max_new_tokens), generator(cfg.seed * 1_000_003 + step),
+                     next(policy.parameters()).device)  # (B*G, T) the whole batch's draws
+    examples = [examples[b] for b in mine]
     prompts = [e.prompt_ids for e in examples]
     common = dict(eos_id=domain.eos_id, pad_id=domain.pad_id, max_new_tokens=cfg.max_new_tokens, autocast=autocast,
                   forced=[e.forced() for e in examples], suppress=domain.suppressed_ids)
     out = sample(policy, prompts, num_samples=G, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
-                 generator=generator(cfg.seed * 1_000_003 + step), **common)
+                 draws=table.view(-1, G, table.size(1))[mine].reshape(-1, table.size(1)), **common)
     responses = out.responses()
     greedy = sample(policy, prompts, temperature=0.0, **common).responses() if cfg.baseline == "greedy" else None
     # ---- decode + reward -------------------------------------------------
@@ -88,11 +101,17 @@ def collect(policy, domain: Domain, examples: Sequence[Example], cfg: RLConfig, 
     rewards = torch.tensor([v for v, _ in scored])  # (N,)
     baseline = None if greedy is None else torch.tensor([domain.score(cfg.reward, r, e)[0]
                                                          for r, e in zip(greedy, examples)])  # (B,)
-    # ---- advantage -------------------------------------------------------
+    # ---- advantage, over the whole batch --------------------------------
+    everyone = dist.gather((rewards, baseline, [p for _, p in scored], [len(r) for r in responses],
+                            out.finished))
+    first = sum(len(e[0]) for e in everyone[: dist.rank()])  # where this process's rows start
+    rows = slice(first, first + len(responses))
     given = [e.loss_mask for e in examples for _ in range(G)] if any(e.loss_mask for e in examples) else None
-    adv, adv_metrics = group_advantages(rewards, G, baseline=baseline, scale=cfg.scale)  # (N,)
+    adv, adv_metrics = group_advantages(torch.cat([e[0] for e in everyone]), G, scale=cfg.scale,
+                                        baseline=None if baseline is None else torch.cat([e[1] for e in everyone]))
+    adv = adv[rows]  # (N,)
     if baseline is not None:
-        adv_metrics["reward/greedy"] = baseline.mean().item()
+        adv_metrics["reward/greedy"] = torch.cat([e[1] for e in everyone]).mean().item()
     if cfg.credit == "token":
         T = max(1, max(map(len, responses + (greedy or []))))
         tok_r, tok_m = token_table([domain.token_rewards(cfg.reward, r, examples[i // G])
@@ -102,10 +121,24 @@ def collect(policy, domain: Domain, examples: Sequence[Example], cfg: RLConfig, 
         if greedy is not None:
             tok_b = token_table([domain.token_rewards(cfg.reward, r, e) for r, e in zip(greedy, examples)], T)[0]
             tok_m *= departs(responses, greedy, G, T)  # a token the greedy response shares earns no credit
-        adv, tok_metrics = token_advantages(tok_r, tok_m, G, baseline=tok_b, scale=cfg.scale)  # (N, T)
+        tables = dist.gather((tok_r, tok_m, tok_b))
+        width = max(t[0].size(1) for t in tables)
+        adv, tok_metrics = token_advantages(
+            padded([t[0] for t in tables], width), padded([t[1] for t in tables], width), G, scale=cfg.scale,
+            baseline=None if tok_b is None else padded([t[2] for t in tables], width))  # (N_all, width)
+        adv = adv[rows, :T]  # (N, T)
         adv_metrics.update(tok_metrics)
-    parts = {**mean_parts([p for _, p in scored]), **adv_metrics}
+    all_rewards = torch.cat([e[0] for e in everyone])
+    lengths = [n for e in everyone for n in e[3]]
+    parts = {"reward/mean": all_rewards.mean().item(), **mean_parts([p for e in everyone for p in e[2]]),
+             **adv_metrics, "response/length": sum(lengths) / len(lengths),
+             "response/finished_frac": torch.cat([e[4] for e in everyone]).float().mean().item()}
     return Rollouts([p for p in prompts for _ in range(G)], responses, rewards, adv, parts, out.finished, given)
+
+
+def padded(tables: Sequence[torch.Tensor], width: int) -> torch.Tensor:
+    """Row-wise concatenation of (n_i, w_i) tables zero-padded to (sum n_i, width)."""
+    return torch.cat([torch.nn.functional.pad(t, (0, width - t.size(1))) for t in tables])
 
 
 def token_table(rows: Sequence[Sequence[float]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,7 +182,8 @@ def reference_logprobs(policy, ref, prompts, responses, pad_id: int, autocast) -
 def update(policy, ref, opt, ro: Rollouts, cfg: RLConfig, pad_id: int, autocast, step: int = 0) -> dict[str, float]:
     # ---- loss + step -----------------------------------------------------
     G = cfg.group_size
-    total_tokens = int(trained_mask(ro.responses, ro.given, max(1, max(map(len, ro.responses)))).sum())
+    # token-mean over the whole batch: every process's responses
+    total_tokens = int(dist.total_float(trained_mask(ro.responses, ro.given, max(1, max(map(len, ro.responses)))).sum()))
     metrics: dict[str, float] = defaultdict(float)
     ent_sum = 0.0
     opt.zero_grad(set_to_none=True)
@@ -166,13 +200,27 @@ def update(policy, ref, opt, ro: Rollouts, cfg: RLConfig, pad_id: int, autocast,
         for k, v in m.items():
             metrics[k] += v
         ent_sum += float((entropy * mask).sum())
-    gnorm = torch.nn.utils.clip_grad_norm_([p for p in policy.parameters() if p.requires_grad], cfg.grad_clip)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    t_sync = dist.sum_gradients(params)
+    metrics = {k: sum(v) for k, v in _columns(dist.gather(dict(metrics))).items()}  # the whole batch's loss terms
+    ent_sum = dist.total_float(ent_sum)
+    gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
     check_finite("RL", step, f"lower --rl.lr (now {cfg.lr:g})",
                  loss=metrics.get("loss/total", 0.0), gradient_norm=gnorm.item())
     opt.step()
     metrics["policy/entropy"] = ent_sum / max(1, total_tokens)
     metrics["policy/grad_norm"] = gnorm.item()
+    if dist.active():
+        metrics["time/sync_s"] = t_sync
     return dict(metrics)
+
+
+def _columns(rows: Sequence[dict[str, float]]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        for k, v in r.items():
+            out[k].append(v)
+    return out
 
 
 def train_rl(
@@ -205,12 +253,18 @@ def train_rl(
         if ref is not None:
             ref.load_state_dict(state["reference"])
         start = state["step"]
-    log = MetricLog(out_dir / "metrics.jsonl", resume_step=start if state else -1, tensorboard=tensorboard)
+    if cfg.prompts_per_step < dist.world():
+        raise ValueError(f"--rl.prompts-per-step {cfg.prompts_per_step} is below the {dist.world()} processes: "
+                         "each process needs at least one prompt group")
+    main = dist.is_main()
+    log = MetricLog(out_dir / "metrics.jsonl", resume_step=start if state else -1, tensorboard=tensorboard) if main else None
     plan = prompt_batches(len(examples), cfg.prompts_per_step, cfg.steps, cfg.seed)
     if start == 0 and evaluate_fn and cfg.eval_every:
-        log.write({"step": 0, **evaluate_fn(policy)})
+        at_start = evaluate_fn(policy)
+        if main:
+            log.write({"step": 0, **at_start})
     trim = MemoryTrimmer()  # the resident set stays near its size after warm-up
-    with bar("RLVR", total=cfg.steps) as progress, GracefulStop() as stop:
+    with bar("RLVR", total=cfg.steps, disable=not main) as progress, GracefulStop() as stop:
         advance(progress, start)
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()
@@ -219,20 +273,24 @@ def train_rl(
             t_sample = time.perf_counter() - t0
             m = update(policy, ref, opt, ro, cfg, domain.pad_id, autocast, step + 1)
             trim()
-            row = {"step": step + 1, "reward/mean": ro.rewards.mean().item(), **ro.parts, **m,
-                   "response/length": sum(map(len, ro.responses)) / len(ro.responses),
-                   "response/finished_frac": ro.finished.float().mean().item(),
-                   "time/sample_s": t_sample, "time/step_s": time.perf_counter() - t0}
+            row = {"step": step + 1, **ro.parts, **m, "time/sample_s": t_sample,
+                   "time/step_s": time.perf_counter() - t0}
             if evaluate_fn and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
                 row.update(evaluate_fn(policy))
-            log.write(row)
+            stopping = dist.any_rank(stop.requested)  # every process stops at the same step
+            if main:
+                log.write(row)
             advance(progress, 1, f"reward {row['reward/mean']:.3f}  kl {row.get('loss/kl', 0):.4f}")
-            if stop.requested or ((step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps):
-                refs = {} if ref is None else {"reference": ref.state_dict()}
-                save_model(out_dir / "checkpoint", policy, tokenizer,
-                           {"optimizer": opt.state_dict(), **refs, "step": step + 1})
-            if stop.requested:
+            if stopping or ((step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps):
+                if main:
+                    refs = {} if ref is None else {"reference": ref.state_dict()}
+                    save_model(out_dir / "checkpoint", policy, tokenizer,
+                               {"optimizer": opt.state_dict(), **refs, "step": step + 1})
+                dist.barrier()
+            if stopping:
                 raise KeyboardInterrupt
     policy = merged(policy)
-    save_model(out_dir / "model", policy, tokenizer)
+    if main:
+        save_model(out_dir / "model", policy, tokenizer)
+    dist.barrier()
     return policy

@@ -13,7 +13,11 @@ for long ones. Positions a prompt's `forced` list gives (e.g. the real action
 tokens between generated video frames) are written in instead of sampled, so
 one call interleaves generated and given tokens. Ids in `suppress` are never
 sampled (their logits are -inf before the draw), e.g. a video model's
-non-visual ids where only frame codes may go.
+non-visual ids where only frame codes may go. The uniforms behind the draws
+are a table with one per (row, position), drawn before decoding (or given as
+`draws`), so what a row samples does not depend on which rows share its batch
+or when finished rows are dropped: a process that samples some of a batch's
+groups draws exactly what one process sampling the whole batch would.
 """
 
 from __future__ import annotations
@@ -58,8 +62,12 @@ def sample_next(
     top_k: int = 0,
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
+    u: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Draw one token per row from (N, V) logits; temperature 0 means greedy."""
+    """Draw one token per row from (N, V) logits; temperature 0 means greedy.
+
+    `u` (N,): the uniforms in [0, 1) for the draws; by default drawn from `generator`.
+    """
     if temperature <= 0:
         return logits.argmax(dim=-1)  # (N,)
     logits = logits.float() / temperature
@@ -74,10 +82,16 @@ def sample_next(
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
     # inverse-CDF draw: one uniform per row (torch.multinomial draws one exponential per vocabulary entry)
     cdf = logits.softmax(dim=-1).cumsum(dim=-1)  # (N, V)
-    # drawn where the generator lives (a CPU generator serves a GPU model, with the same draws as on the CPU)
-    at = generator.device if generator is not None else cdf.device
-    u = torch.rand((cdf.size(0), 1), generator=generator, device=at).to(cdf.device) * cdf[:, -1:]  # (N, 1)
+    if u is None:
+        u = uniforms((cdf.size(0),), generator, cdf.device)
+    u = u.to(cdf.device).view(-1, 1) * cdf[:, -1:]  # (N, 1)
     return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp(max=cdf.size(-1) - 1)  # (N,)
+
+
+def uniforms(shape: tuple[int, ...], generator: torch.Generator | None, device) -> torch.Tensor:
+    """Uniforms in [0, 1), drawn where the generator lives (a CPU generator serves a GPU model with the CPU's draws)."""
+    at = generator.device if generator is not None else device
+    return torch.rand(shape, generator=generator, device=at).to(device)
 
 
 def forced_ids(forced, B: int, G: int, max_new_tokens: int) -> torch.Tensor:
@@ -114,6 +128,7 @@ def sample(
     forced: Sequence[Sequence[int] | None] | None = None,
     suppress: Sequence[int] | None = None,
     pick: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    draws: torch.Tensor | None = None,
 ) -> SampleOutput:
     """Sample `num_samples` responses per prompt (temperature 0: greedy).
 
@@ -126,6 +141,8 @@ def sample(
     generic decoder even for Llama-style models (both for comparison).
     `pick`, when given, chooses each free token from the (n, V) logits after
     suppression instead of the temperature draw (e.g. a decision rule).
+    `draws` (N, >= max_new_tokens): the uniforms for each row's draws, e.g. its
+    rows of a larger batch's table; by default drawn here from `generator`.
     """
     device = next(model.parameters()).device
     ids, mask = left_pad(prompts, pad_id)  # (B, P)
@@ -134,6 +151,8 @@ def sample(
     N = logits.size(0)
     given = forced_ids(forced, len(prompts), num_samples, max_new_tokens).to(device)  # (N, T) -1 where free
     banned = torch.as_tensor(list(suppress or ()), dtype=torch.long, device=device)  # (S,)
+    if draws is None and temperature > 0 and pick is None:
+        draws = uniforms((N, max_new_tokens), generator, device)  # (N, T) one per row and position
     rows = torch.arange(N, device=device)  # (n,) each live row's index in the output
     done = torch.zeros(N, dtype=torch.bool, device=device)  # (n,)
     tokens, step_logits = [], []
@@ -142,8 +161,9 @@ def sample(
             step_logits.append(logits.new_zeros((N, logits.size(-1)), dtype=torch.float).index_copy(0, rows, logits.float()))
         if banned.numel():
             logits = logits.index_fill(-1, banned, float("-inf"))  # (n, V)
+        u = draws[rows, len(tokens)] if draws is not None else None  # (n,)
         tok = pick(logits) if pick else sample_next(logits, temperature=temperature, top_k=top_k, top_p=top_p,
-                                                    generator=generator)  # (n,)
+                                                    u=u)  # (n,)
         if given.size(1) > len(tokens):
             g = given[rows, len(tokens)]  # (n,)
             tok = torch.where(g >= 0, g, tok)
