@@ -213,3 +213,22 @@ def test_help_and_option_errors_answer_without_loading_torch(tmp_path):
     p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
     assert "HEAVY []" in p.stdout, p.stdout[-2000:] + p.stderr[-2000:]
     assert "--data.tasks" in p.stdout and "unrecognized arguments: --nope" in p.stderr
+
+
+def test_torchrun_two_processes_run_the_tiny_preset_and_report_once(tmp_path):
+    out = tmp_path / "run"
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                        "-m", "rlvr_world", *tiny(out)], cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.count("exact-state accuracy (%) on 4") == 1 and p.stderr.count("RLVR: ") == 1  # process 0 speaks
+    res = json.loads((out / "results.json").read_text())
+    assert res["n_test"] == 4 and set(res["mle"]) == {"unchanged", "changed", "overall"}
+    for name in ("mle", "rlvr"):
+        records = json.loads((out / f"eval_{name}.json").read_text())["records"]
+        assert sorted(r["index"] for r in records) == [0, 1, 2, 3]  # both processes' answers gathered
+    assert not list(out.glob("*.partial*.jsonl"))
+    assert [r["step"] for r in map(json.loads, (out / "mle" / "metrics.jsonl").read_text().splitlines())] == \
+        list(range(1, len((out / "mle" / "metrics.jsonl").read_text().splitlines()) + 1))  # one writer
+    again = cli(*tiny(out, "--resume"), cwd=tmp_path)  # one process continues a finished 2-process run
+    assert "| MLE |" in again.stdout

@@ -75,3 +75,20 @@ def test_a_stopped_two_process_run_resumes_where_it_stopped(tmp_path):
     launch("rl", cut, 2, "--resume", "--slow", "0.05")
     assert [r["step"] for r in rows(cut)] == list(range(1, 9))
     assert_same_weights(tmp_path / "whole", cut)
+
+
+def test_two_processes_share_an_evaluation_and_both_get_the_whole_result(tmp_path):
+    launch("eval", tmp_path / "one", 1)
+    two = tmp_path / "two"
+    two.mkdir()
+    # an interrupted 2-process evaluation left examples 6-8 in process 1's file: every process reads every file
+    kept = [r for r in json.loads((tmp_path / "one" / "eval.json").read_text())["records"] if r["index"] in (6, 7, 8)]
+    (two / "eval.partial.1.jsonl").write_text("".join(json.dumps({**r, "value": -1.0}) + "\n" for r in kept))
+    launch("eval", two, 2)
+    a, b = (json.loads((d / "eval.json").read_text()) for d in (tmp_path / "one", two))
+    assert [r["index"] for r in b["records"]] == list(range(23))
+    assert [r["response"] for r in a["records"]] == [r["response"] for r in b["records"]]
+    assert [r["value"] for r in b["records"] if r["index"] in (6, 7, 8)] == [-1.0] * 3  # reused, not redone
+    assert [r["value"] for r in b["records"] if r["index"] not in (6, 7, 8)] == \
+        [r["value"] for r in a["records"] if r["index"] not in (6, 7, 8)]
+    assert a["counts"] == b["counts"] == {"g0": 12, "g1": 11}

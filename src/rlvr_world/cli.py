@@ -111,10 +111,14 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     cfg = apply_overrides(preset(preset_for(args.preset, getattr(args, "domain", None))), args,
                           skip=("command", "preset"))
-    res = Pipeline(cfg).run(command_line())
-    from .report import markdown
+    from .engine import distributed as dist
 
-    print(markdown(res))
+    res = Pipeline(cfg).run(command_line())
+    dist.teardown()
+    if dist.is_main() and res:  # under torchrun, process 0 reports
+        from .report import markdown
+
+        print(markdown(res))
 
 
 def cmd_eval(args: argparse.Namespace) -> None:

@@ -3,6 +3,10 @@
 Every phase writes into the run directory; with `resume` a finished phase is
 loaded instead of redone and an interrupted one continues from its checkpoint,
 provided it was made with the same options and examples (`rundir`).
+
+Under `torchrun` every process runs the same phases on its share of the work
+(`engine.distributed`); process 0 alone takes the run directory and writes
+into it, and the others wait for what they read (the tokenizer, the data).
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ import torch
 
 from . import device as dev
 from . import domains, report, rundir
+from .engine import distributed as dist
 from .engine import models, pretrained
 from .engine.checkpoint import load_trainer_state, save_config, save_json
 from .engine.domain import Domain, StageContext
-from .engine.evaluate import evaluate
+from .engine.evaluate import evaluate, partial_files
 from .engine.mle import train_mle
 from .engine.rl import train_rl
 from .progress import console
@@ -37,7 +42,7 @@ class Pipeline:
         self.cfg = cfg
         self.out = Path(cfg.out)
         dev.set_threads(cfg.threads)
-        self.device = dev.pick_device(cfg.device)
+        self.device = dev.pick_device(dist.setup(cfg.device))
         self.amp = dev.amp(self.device, cfg.dtype)
         domain_cls, data_cls, self.make_tokenizer = domains.get(cfg.domain)
         if not isinstance(cfg.data, data_cls):
@@ -67,10 +72,11 @@ class Pipeline:
         if self.cfg.resume:
             with contextlib.suppress(FileNotFoundError):
                 return self.load_tokenizer(path)
-        console.print(f"[bold]tokenizer[/]: training the {self.cfg.domain} tokenizer on the training split")
-        tok = self.make_tokenizer(self.cfg.data, self.cfg.vocab_size)
-        tok.save_pretrained(path)
-        return tok
+        with dist.by_main() as main:
+            if main:
+                console.print(f"[bold]tokenizer[/]: training the {self.cfg.domain} tokenizer on the training split")
+                self.make_tokenizer(self.cfg.data, self.cfg.vocab_size).save_pretrained(path)
+        return self.load_tokenizer(path)
 
     def initial_model(self, tok):
         if self.init_dir:
@@ -147,11 +153,16 @@ class Pipeline:
             return json.loads(path.read_text())
         partial = self.out / f"eval_{name}.partial.jsonl"  # each finished batch, so --resume loses little
         if not self.cfg.resume:
-            partial.unlink(missing_ok=True)
+            with dist.by_main() as main:
+                for p in partial_files(partial) if main else ():
+                    p.unlink(missing_ok=True)
         r = self.evaluate(model, domain, test, f"eval {name}", partial=partial)
         result = {**r.summary(), "records": r.records}
-        save_json(path, result)
-        partial.unlink(missing_ok=True)
+        with dist.by_main() as main:
+            if main:
+                save_json(path, result)
+                for p in partial_files(partial):
+                    p.unlink(missing_ok=True)
         return result
 
     @contextlib.contextmanager
@@ -166,6 +177,8 @@ class Pipeline:
         try:
             yield
         finally:
+            if not dist.is_main():
+                return
             timings = self.timings()
             timings[phase] = round((timings.get(phase, 0.0) if carried else 0.0) + time.time() - t0, 1)
             save_json(self.out / "timings.json", timings)
@@ -201,20 +214,29 @@ class Pipeline:
                 raise models.ModelError(f"model vocabulary ({vocab}) is smaller than its tokenizer's ({ids}) in "
                                         f"{cfg.model.init_from}")
         results = Path(cfg.results)
+        if not dist.is_main():  # process 0 takes the directory; the others follow once it has
+            dist.barrier()
+            self.phases.trust_unrecorded = cfg.resume and self.phases.stored() is None
+            dist.barrier()
+            return self.phases_in_order(command)
         rundir.prepare(self.out, cfg.resume, cfg.overwrite, results)  # refuses before the lock creates the directory
         with rundir.Lock(self.out):
             rundir.prepare(self.out, cfg.resume, cfg.overwrite, results)  # again, now that no other run writes here
+            dist.barrier()
             self.phases.trust_unrecorded = cfg.resume and self.phases.stored() is None
+            dist.barrier()  # every process has read the directory as it was before this run records itself
             return self.phases_in_order(command)
 
     def phases_in_order(self, command: str) -> dict:
         cfg = self.cfg
+        main = dist.is_main()
         self.verify()  # the options alone, before anything in the directory is written
-        if not cfg.resume:
+        if not cfg.resume and main:
             (self.out / "timings.json").unlink(missing_ok=True)
         if self.domain_cls.prepare is not Domain.prepare:  # e.g. transitions collected with a real browser, once
-            with self.timed("collect"):
-                self.domain_cls.prepare(cfg.data)
+            with self.timed("collect"), dist.by_main() as first:
+                if first:
+                    self.domain_cls.prepare(cfg.data)
         with self.timed("tokenizer", "tokenizer"):
             tok = self.tokenizer()
         domain = self.domain_cls(tok, cfg.data)
@@ -230,8 +252,10 @@ class Pipeline:
         curve = subsample(test, cfg.curve_limit, seed=2) if cfg.curve_limit else []
         tr, rl, te = (rundir.examples_hash(x) for x in (train, rl_train, test))  # each set hashed once
         h = {"mle": tr, "eval_mle": tr + te, "rl": tr + rl, "eval_rlvr": tr + rl + te}
-        self.phases.record(self.verify(h))  # the examples too; then this run owns the directory
-        save_config(self.out, cfg)
+        fps = self.verify(h)  # the examples too; then this run owns the directory
+        if main:
+            self.phases.record(fps)
+            save_config(self.out, cfg)
         with self.timed("mle", *PROGRESS["mle"]):
             mle_model = self.mle(tok, train)
         with self.timed("eval_mle", *PROGRESS["eval_mle"]):
@@ -246,6 +270,8 @@ class Pipeline:
                 stage = StageContext(out=self.out, results=Path(cfg.results), mle=cfg.mle, rl=cfg.rl, autocast=self.amp,
                                      evaluate=self.evaluate)
                 extra = domain.finish(stage, test, mle_model, rl_model, mle_eval, rl_eval)
+        if not main:  # process 0 reports
+            return {}
         timings = self.timings()
         results = report.build(cfg, command=command, timings=timings, params=models.num_params(rl_model),
                                mle=mle_eval, rlvr=rl_eval, out=self.out, n_train=len(train), n_rl=len(rl_train),

@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Sequence
@@ -38,6 +39,7 @@ EXTENDABLE = ("rl.steps",)
 RUN_FILES = ("config.json", "phases.json", "timings.json", "results.json", "results.md", "results.png",
              "eval_mle.json", "eval_rlvr.json", "eval_mle.partial.jsonl", "eval_rlvr.partial.jsonl", "tokenizer", "mle",
              "rl", "bridge")
+RANK_FILE = re.compile(r"eval_(mle|rlvr)\.partial\.\d+\.jsonl")  # the other processes' records of a torchrun run
 
 
 class RunDirError(ValueError):
@@ -144,7 +146,7 @@ def prepare(out: Path, resume: bool, overwrite: bool, results: Path) -> None:
                           f"or use another --out")
     beside = results.stem if results.parent.resolve() == out.resolve() else None
     foreign = sorted(n for n in set(entries) - set(RUN_FILES) - {n + ".tmp" for n in RUN_FILES}
-                     if not (beside and n.startswith(beside)))
+                     if not (beside and n.startswith(beside)) and not RANK_FILE.fullmatch(n))
     if foreign:
         raise RunDirError(f"{out} holds files no run writes ({', '.join(foreign[:3])}): not clearing it; "
                           f"use another --out")

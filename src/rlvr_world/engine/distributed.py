@@ -19,6 +19,7 @@ accumulates several micro-batches and trains only what requires a gradient
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import time
@@ -26,6 +27,8 @@ from typing import Any, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
+
+from ..progress import console
 
 T = TypeVar("T")
 
@@ -64,6 +67,7 @@ def setup(device: str) -> str:
         torch.cuda.set_device(local)
         device = f"cuda:{local}"
     dist.init_process_group("nccl" if on_gpu else "gloo", timeout=datetime.timedelta(minutes=30))
+    console.quiet = not is_main()  # one process speaks
     return device
 
 
@@ -128,6 +132,21 @@ def gather(obj: Any) -> list[Any]:
 def barrier() -> None:
     if active():
         dist.barrier()
+
+
+@contextlib.contextmanager
+def by_main():
+    """Work process 0 alone does (the body gets True there) and every process waits for before going on.
+
+        with dist.by_main() as main:
+            if main:
+                tokenizer.save_pretrained(path)
+        tokenizer = load(path)  # every process
+    """
+    try:
+        yield is_main()
+    finally:
+        barrier()
 
 
 def mean_metrics(metrics: dict[str, float], weight: float) -> dict[str, float]:

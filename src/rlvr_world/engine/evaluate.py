@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..progress import advance, bar, skip
+from . import distributed as dist
 from .domain import Domain, Example
 from .sampler import sample
 
@@ -64,19 +65,27 @@ def evaluate(
 
     `partial`: a JSON-lines file that gets each finished batch's records, and
     whose records an interrupted evaluation of the same examples reuses (the
-    caller removes it once the whole result is saved).
+    caller removes it once the whole result is saved). Under `torchrun` each
+    process answers every world()-th batch, writes its records to a partial
+    file of its own (`NAME.RANK.jsonl` beside `partial`, for ranks above 0),
+    and every process gets the whole result.
     """
     metric = metric or domain.metric
     reported = domain.reported_parts
     model.eval()
     values: list[float] = [0.0] * len(examples)
     records: list[dict] = [{}] * len(examples)
-    done = read_partial(partial, len(examples))
+    done: dict[int, dict] = {}
+    for path in partial_files(partial) if partial else ():
+        done.update(read_partial(path, len(examples)))
     for i, r in done.items():
         values[i], records[i] = r["value"], r
-    with bar(description, total=len(examples), disable=not show_progress) as progress:
-        skip(progress, len(done))
-        for idx in length_batches(examples, batch_size):
+    mine = dist.share(length_batches(examples, batch_size))  # batches as one process forms them: the same answers
+    if partial is not None and dist.rank():
+        partial = partial.with_name(f"{partial.stem}.{dist.rank()}.jsonl")
+    with bar(description, total=sum(map(len, mine)), disable=not show_progress or not dist.is_main()) as progress:
+        skip(progress, sum(i in done for idx in mine for i in idx))
+        for idx in mine:
             if all(i in done for i in idx):
                 continue
             out = sample(model, [examples[i].prompt_ids for i in idx], eos_id=domain.eos_id, pad_id=domain.pad_id,
@@ -93,6 +102,10 @@ def evaluate(
                 with partial.open("a") as f:
                     f.write("".join(json.dumps(records[i]) + "\n" for i in idx))
             advance(progress, len(idx) - sum(i in done for i in idx))
+    if dist.world() > 1:
+        for share in dist.gather({i: records[i] for idx in mine for i in idx}):
+            for i, r in share.items():
+                values[i], records[i] = r["value"], r
     sums: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
     for e, v in zip(examples, values):
@@ -104,6 +117,11 @@ def evaluate(
     parts = part_means(records, reported, scale)
     group_parts = {g: part_means([r for r in records if r["group"] == g], reported, scale) for g in counts}
     return EvalResult(overall, groups, dict(counts), len(examples), records, parts, group_parts)
+
+
+def partial_files(partial: Path) -> list[Path]:
+    """An evaluation's partial records: `partial` and, from a multi-process run, each other process's file."""
+    return [partial, *sorted(partial.parent.glob(partial.stem + ".*.jsonl"))]
 
 
 def read_partial(path: Path | None, n: int) -> dict[int, dict]:

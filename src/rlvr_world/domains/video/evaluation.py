@@ -28,6 +28,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ...engine import distributed as dist
 from ...engine.checkpoint import save_json
 from ...engine.evaluate import part_means
 from ...stats import paired_test, round_sig
@@ -130,8 +131,9 @@ def finish(domain, stage, test, mle_model, rl_model, mle_eval: dict, rl_eval: di
         ("sim_test", domain.episodes("test").frames), ("bridge_test", bridge("test").frames),
         ("rt1", rt1_frames(tok.frames.cfg.size)))}
     res["bridge_real"] = real_footage(domain, stage, mle_model, rl_model)
-    res["pictures"] = {g: str(strip(stage.results.with_name(f"{stage.results.stem}-{g}.png"), domain, test, mle_eval,
-                                    rl_eval, g)) for g in domain.groups}
+    if dist.is_main():  # under torchrun every process runs this; process 0 writes
+        res["pictures"] = {g: str(strip(stage.results.with_name(f"{stage.results.stem}-{g}.png"), domain, test,
+                                        mle_eval, rl_eval, g)) for g in domain.groups}
     return res
 
 
@@ -164,7 +166,8 @@ def real_footage(domain, stage, mle_model, rl_model) -> dict:
 def evaluate(stage, domain, model, examples, description: str, path: Path) -> dict:
     r = stage.evaluate(model, domain, examples, description)
     summary = {**r.summary(), "records": r.records}
-    save_json(path, summary)
+    if dist.is_main():
+        save_json(path, summary)
     return {g: setting(summary, g) for g in domain.groups}
 
 
