@@ -115,6 +115,15 @@ def test_an_interrupted_phase_may_change_its_rl_steps_only():
     assert rundir.differences(fp, {**fp, "rl.lr": 1e-4}, rundir.EXTENDABLE) == ["rl.lr=0.001 (now 0.0001)"]
 
 
+def test_an_option_added_later_holds_its_old_behaviour_for_runs_recorded_before_it(tmp_path):
+    d = rundir.RunDir(tmp_path)
+    before = {"rl.lr": 1e-3, "rl.steps": 8}  # recorded before rl.scale existed, when every run scaled by group
+    d.record({"rl": before})
+    d.check("rl", {**before, "rl.scale": "group"}, finished=True)
+    with pytest.raises(rundir.RunDirError, match="rl.scale='group' \\(now 'batch'\\)"):
+        d.check("rl", {**before, "rl.scale": "batch"}, finished=True)
+
+
 def test_a_second_run_into_a_locked_directory_is_refused(tmp_path, capsys):
     out = tmp_path / "run"
     with rundir.Lock(out):

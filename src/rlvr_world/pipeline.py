@@ -204,6 +204,10 @@ class Pipeline:
         check_writable(self.out, "--out")
         check_writable(Path(cfg.results), "--results")
         self.domain_cls.check_data(cfg.data)  # fail on bad input before writing anything
+        if cfg.compare and not all((Path(cfg.compare) / f).is_file() for f in ("results.json", "eval_mle.json",
+                                                                                "eval_rlvr.json")):
+            raise ValueError(f"--compare {cfg.compare}: not a finished run directory (results.json, eval_mle.json "
+                             f"and eval_rlvr.json)")
         if cfg.rl.reward not in self.domain_cls.rewards:
             raise ValueError(f"unknown {cfg.domain} reward {cfg.rl.reward!r}; known: {', '.join(self.domain_cls.rewards)}")
         if cfg.model.init_from:

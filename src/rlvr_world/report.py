@@ -11,6 +11,7 @@ numbers) comes from the domain class.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ def build(cfg, *, command: str, timings: dict[str, float], params: int, mle: dic
           n_train: int, n_rl: int, n_test_split: int, test_indices: list[int]) -> dict:
     curve = [r for r in MetricLog(out / "rl" / "metrics.jsonl").rows()]
     domain_cls = domains.get(cfg.domain)[0]
-    return {
+    res = {
         "command": command,
         "wall_s": round(sum(timings.values()), 1),  # all phases, summed over resumed invocations
         "phase_s": timings,
@@ -72,6 +73,39 @@ def build(cfg, *, command: str, timings: dict[str, float], params: int, mle: dic
                      for r in curve],
         "config": dataclasses.asdict(cfg),
     }
+    if cfg.compare:
+        res["compared"] = compared(cfg.compare, {**res, "evals": {"mle": mle, "rlvr": rlvr}})
+    return res
+
+
+def compared(run: str, res: dict) -> dict:
+    """Another run's MLE and RLVR scores on this run's test examples, and this run's models tested against its.
+
+    Raises ValueError when that run is unfinished, of another domain, or was
+    evaluated on other test examples (other positions in a test split of another size).
+    """
+    d = Path(run)
+    try:
+        theirs = json.loads((d / "results.json").read_text())
+        evals = {k: json.loads((d / f"eval_{k}.json").read_text()) for k in ("mle", "rlvr")}
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--compare {run}: not a finished run directory ({e})") from None
+    if theirs.get("domain") != res["domain"]:
+        raise ValueError(f"--compare {run}: a {theirs.get('domain')} run, not {res['domain']}")
+    if (theirs.get("test_indices"), theirs.get("n_test_split")) != (res["test_indices"], res["n_test_split"]):
+        raise ValueError(f"--compare {run}: evaluated on other test examples than this run")
+    domain_cls = domains.get(res["domain"])[0]
+    ours = res["evals"]
+    test = lambda a, b, g: paired_test(a, b, None if g == "overall" else g, binary=domain_cls.binary_metric,
+                                       scale=domain_cls.metric_scale)
+    return {
+        "run": run, "command": theirs.get("command"), "model": theirs.get("model", "trained from scratch"),
+        "params": theirs.get("params"),
+        "mle": scores(evals["mle"], domain_cls), "rlvr": scores(evals["rlvr"], domain_cls),
+        # this run's model minus that run's, per example: MLE against MLE, RLVR against RLVR
+        "mle_vs_mle": {g: test(evals["mle"], ours["mle"], g) for g in groups(domain_cls)},
+        "rlvr_vs_rlvr": {g: test(evals["rlvr"], ours["rlvr"], g) for g in groups(domain_cls)},
+    }
 
 
 def significance_key(res: dict, column: str) -> str:
@@ -92,6 +126,14 @@ def markdown(res: dict) -> str:
     tested = {c: significance_key(res, c) for c in cols}
     rows.append("| RLVR - MLE (points) | " + " | ".join(
         f"{sig[tested[c]]['delta']} (p={sig[tested[c]]['p']:.2g})" if sig.get(tested[c]) else "" for c in cols) + " |")
+    other = res.get("compared")
+    if other:
+        for name, key in (("MLE", "mle"), ("RLVR", "rlvr")):
+            rows.append(f"| {name}, {other['model']} (`{other['run']}`) | " +
+                        " | ".join(str(other[key].get(c, "-")) for c in cols) + " |")
+        vs = other["rlvr_vs_rlvr"]
+        rows.append("| RLVR here - RLVR there (points) | " + " | ".join(
+            f"{vs[tested[c]]['delta']} (p={vs[tested[c]]['p']:.2g})" if vs.get(tested[c]) else "" for c in cols) + " |")
     for name, ref in res["reference"].items():
         rows.append(f"| {name} | " + " | ".join(str(ref.get(c, "")) for c in cols) + " |")
     kind = "stratified random" if res.get("eval_balanced") else "random"

@@ -41,6 +41,9 @@ class RunConfig:
     eval_balanced: bool = False  # with eval_limit: as many test examples from each group (e.g. changed, unchanged)
     curve_limit: int = 150  # test examples in the evaluations during RL
     log: str = "jsonl"  # metrics.jsonl per phase (jsonl), and the same as TensorBoard event files (tensorboard)
+    # another finished run's directory evaluated on the same test examples (e.g. the from-scratch models): its MLE
+    # and RLVR scores join this run's results, with paired tests of this run's models against its
+    compare: str = ""
     data: TextGameData | WebData | VideoData | JsonlData = field(default_factory=TextGameData)  # the domain's data
     # options (from its presets)
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -35,6 +35,9 @@ HARMLESS = ("mle.save_every", "rl.save_every", "rl.eval_every", "log")
 # Options an interrupted phase may change on resume: RL's prompt batches are the same for any step count and its
 # learning rate is constant, so more (or fewer) steps continue the same run. A finished phase is held to them.
 EXTENDABLE = ("rl.steps",)
+# Options added after runs were recorded, with the value that does what those runs did: a recorded phase without
+# the option was made with that value.
+ADDED = {"rl.scale": "group"}
 # What a run writes into its directory (`--overwrite` clears these and nothing else).
 RUN_FILES = ("config.json", "phases.json", "timings.json", "results.json", "results.md", "results.png",
              "eval_mle.json", "eval_rlvr.json", "eval_mle.partial.jsonl", "eval_rlvr.partial.jsonl", "tokenizer", "mle",
@@ -118,7 +121,8 @@ class RunDir:
         if phase not in stored:
             raise RunDirError(f"{self.out} holds {phase} work of unknown origin: start over with --overwrite "
                               f"or use another --out")
-        diff = differences(stored[phase], fp, ignore + (() if finished else EXTENDABLE))
+        made = {**{k: v for k, v in ADDED.items() if k in fp}, **stored[phase]}
+        diff = differences(made, fp, ignore + (() if finished else EXTENDABLE))
         if diff:
             more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
             raise RunDirError(f"{self.out} holds {phase} work made with other options: {'; '.join(diff[:3])}{more}; "
