@@ -94,6 +94,26 @@ def test_resume_with_the_same_options_and_overwrite(finished, tmp_path, capsys):
     assert "give one of them" in one_line(capsys, tiny(run, *FAST, "--overwrite", "--resume"))
 
 
+def test_compare_adds_another_runs_models_on_the_same_test_examples(finished, tmp_path, capsys):
+    import shutil
+
+    run, other = tmp_path / "run", tmp_path / "other"
+    shutil.copytree(finished, run)
+    shutil.copytree(finished, other)
+    assert main(tiny(run, *FAST, "--resume", "--compare", str(other))) == 0
+    res = json.loads((run / "results.json").read_text())
+    c = res["compared"]
+    assert c["run"] == str(other) and c["mle"] == res["mle"] and c["rlvr"] == res["rlvr"]
+    assert c["rlvr_vs_rlvr"]["overall"]["delta"] == 0 and c["mle_vs_mle"]["overall"]["p"] == 1.0
+    assert f"(`{other}`)" in (run / "results.md").read_text()
+    assert "not a finished run directory" in one_line(capsys, tiny(run, *FAST, "--resume", "--compare",
+                                                                   str(tmp_path / "nowhere")))
+    theirs = json.loads((other / "results.json").read_text())
+    (other / "results.json").write_text(json.dumps({**theirs, "test_indices": theirs["test_indices"][::-1]}))
+    line = one_line(capsys, tiny(run, *FAST, "--resume", "--compare", str(other)), after_work=True)
+    assert "other test examples" in line
+
+
 def test_overwrite_starts_over(finished, tmp_path):
     import shutil
 
