@@ -149,14 +149,12 @@ def by_main():
         barrier()
 
 
-def mean_metrics(metrics: dict[str, float], weight: float) -> dict[str, float]:
-    """Means over all processes of per-process means, each weighted by how many items it averaged."""
+def summed(metrics: dict[str, float]) -> dict[str, float]:
+    """Each metric summed over all processes (one that some processes lack counts as 0 there)."""
     if not active():
         return dict(metrics)
-    rows = gather({**metrics, "__weight": weight})
-    out = {}
-    for k in sorted({k for r in rows for k in r} - {"__weight"}):
-        have = [(r[k], r["__weight"]) for r in rows if k in r]
-        w = sum(wt for _, wt in have)
-        out[k] = sum(v * wt for v, wt in have) / w if w else 0.0
+    out: dict[str, float] = {}
+    for share in gather(dict(metrics)):
+        for k, v in share.items():
+            out[k] = out.get(k, 0.0) + v
     return out

@@ -114,7 +114,8 @@ def train_mle(
         opt.load_state_dict(state["optimizer"])
         start = state["step"]
     main = dist.is_main()
-    log = MetricLog(out_dir / "metrics.jsonl", resume_step=start if state else -1, tensorboard=tensorboard) if main else None
+    log = MetricLog(out_dir / "metrics.jsonl", resume_step=start if state else -1,
+                    tensorboard=tensorboard) if main else None
     model.train()
     pad_id = tokenizer.pad_token_id
     trim = MemoryTrimmer()  # the resident set stays near its size after warm-up
@@ -144,7 +145,8 @@ def train_mle(
             advance(progress, 1, f"loss {row['loss']:.3f}")
             if stopping or ((step + 1) % cfg.save_every == 0 and step + 1 < len(plan)):
                 if main:
-                    save_model(out_dir / "checkpoint", model, tokenizer, {"optimizer": opt.state_dict(), "step": step + 1})
+                    save_model(out_dir / "checkpoint", model, tokenizer,
+                               {"optimizer": opt.state_dict(), "step": step + 1})
                 dist.barrier()
             if stopping:
                 raise KeyboardInterrupt

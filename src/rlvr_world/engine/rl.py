@@ -102,16 +102,17 @@ def collect(policy, domain: Domain, examples: Sequence[Example], cfg: RLConfig, 
     baseline = None if greedy is None else torch.tensor([domain.score(cfg.reward, r, e)[0]
                                                          for r, e in zip(greedy, examples)])  # (B,)
     # ---- advantage, over the whole batch --------------------------------
-    everyone = dist.gather((rewards, baseline, [p for _, p in scored], [len(r) for r in responses],
-                            out.finished))
-    first = sum(len(e[0]) for e in everyone[: dist.rank()])  # where this process's rows start
+    everyone = dist.gather({"rewards": rewards, "baseline": baseline, "parts": [p for _, p in scored],
+                            "lengths": [len(r) for r in responses], "finished": out.finished})
+    first = sum(len(e["rewards"]) for e in everyone[: dist.rank()])  # where this process's rows start
     rows = slice(first, first + len(responses))
+    all_rewards = torch.cat([e["rewards"] for e in everyone])  # (N_all,)
     given = [e.loss_mask for e in examples for _ in range(G)] if any(e.loss_mask for e in examples) else None
-    adv, adv_metrics = group_advantages(torch.cat([e[0] for e in everyone]), G, scale=cfg.scale,
-                                        baseline=None if baseline is None else torch.cat([e[1] for e in everyone]))
+    all_baselines = None if baseline is None else torch.cat([e["baseline"] for e in everyone])  # (B_all,)
+    adv, adv_metrics = group_advantages(all_rewards, G, baseline=all_baselines, scale=cfg.scale)
     adv = adv[rows]  # (N,)
-    if baseline is not None:
-        adv_metrics["reward/greedy"] = torch.cat([e[1] for e in everyone]).mean().item()
+    if all_baselines is not None:
+        adv_metrics["reward/greedy"] = all_baselines.mean().item()
     if cfg.credit == "token":
         T = max(1, max(map(len, responses + (greedy or []))))
         tok_r, tok_m = token_table([domain.token_rewards(cfg.reward, r, examples[i // G])
@@ -128,11 +129,10 @@ def collect(policy, domain: Domain, examples: Sequence[Example], cfg: RLConfig, 
             baseline=None if tok_b is None else padded([t[2] for t in tables], width))  # (N_all, width)
         adv = adv[rows, :T]  # (N, T)
         adv_metrics.update(tok_metrics)
-    all_rewards = torch.cat([e[0] for e in everyone])
-    lengths = [n for e in everyone for n in e[3]]
-    parts = {"reward/mean": all_rewards.mean().item(), **mean_parts([p for e in everyone for p in e[2]]),
+    lengths = [n for e in everyone for n in e["lengths"]]
+    parts = {"reward/mean": all_rewards.mean().item(), **mean_parts([p for e in everyone for p in e["parts"]]),
              **adv_metrics, "response/length": sum(lengths) / len(lengths),
-             "response/finished_frac": torch.cat([e[4] for e in everyone]).float().mean().item()}
+             "response/finished_frac": torch.cat([e["finished"] for e in everyone]).float().mean().item()}
     return Rollouts([p for p in prompts for _ in range(G)], responses, rewards, adv, parts, out.finished, given)
 
 
@@ -183,7 +183,8 @@ def update(policy, ref, opt, ro: Rollouts, cfg: RLConfig, pad_id: int, autocast,
     # ---- loss + step -----------------------------------------------------
     G = cfg.group_size
     # token-mean over the whole batch: every process's responses
-    total_tokens = int(dist.total_float(trained_mask(ro.responses, ro.given, max(1, max(map(len, ro.responses)))).sum()))
+    width = max(1, max(map(len, ro.responses)))
+    total_tokens = int(dist.total_float(trained_mask(ro.responses, ro.given, width).sum()))
     metrics: dict[str, float] = defaultdict(float)
     ent_sum = 0.0
     opt.zero_grad(set_to_none=True)
@@ -202,7 +203,7 @@ def update(policy, ref, opt, ro: Rollouts, cfg: RLConfig, pad_id: int, autocast,
         ent_sum += float((entropy * mask).sum())
     params = [p for p in policy.parameters() if p.requires_grad]
     t_sync = dist.sum_gradients(params)
-    metrics = {k: sum(v) for k, v in _columns(dist.gather(dict(metrics))).items()}  # the whole batch's loss terms
+    metrics = dist.summed(metrics)  # the whole batch's loss terms
     ent_sum = dist.total_float(ent_sum)
     gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
     check_finite("RL", step, f"lower --rl.lr (now {cfg.lr:g})",
@@ -213,14 +214,6 @@ def update(policy, ref, opt, ro: Rollouts, cfg: RLConfig, pad_id: int, autocast,
     if dist.active():
         metrics["time/sync_s"] = t_sync
     return dict(metrics)
-
-
-def _columns(rows: Sequence[dict[str, float]]) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = defaultdict(list)
-    for r in rows:
-        for k, v in r.items():
-            out[k].append(v)
-    return out
 
 
 def train_rl(
@@ -244,6 +237,9 @@ def train_rl(
     """
     if cfg.credit == "token" and not domain.token_credit:
         raise ValueError(f"the {domain.name} domain cannot split its reward over tokens: use credit 'sequence'")
+    if cfg.prompts_per_step < dist.world():
+        raise ValueError(f"--rl.prompts-per-step {cfg.prompts_per_step} is below the {dist.world()} processes: "
+                         "each process needs at least one prompt group")
     ref = None if has_lora(policy) else copy.deepcopy(policy).eval().requires_grad_(False)
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
     start = 0
@@ -253,11 +249,9 @@ def train_rl(
         if ref is not None:
             ref.load_state_dict(state["reference"])
         start = state["step"]
-    if cfg.prompts_per_step < dist.world():
-        raise ValueError(f"--rl.prompts-per-step {cfg.prompts_per_step} is below the {dist.world()} processes: "
-                         "each process needs at least one prompt group")
     main = dist.is_main()
-    log = MetricLog(out_dir / "metrics.jsonl", resume_step=start if state else -1, tensorboard=tensorboard) if main else None
+    log = MetricLog(out_dir / "metrics.jsonl", resume_step=start if state else -1,
+                    tensorboard=tensorboard) if main else None
     plan = prompt_batches(len(examples), cfg.prompts_per_step, cfg.steps, cfg.seed)
     if start == 0 and evaluate_fn and cfg.eval_every:
         at_start = evaluate_fn(policy)
