@@ -108,8 +108,21 @@ def test_compare_adds_another_runs_models_on_the_same_test_examples(finished, tm
     assert f"(`{other}`)" in (run / "results.md").read_text()
     assert "not a finished run directory" in one_line(capsys, tiny(run, *FAST, "--resume", "--compare",
                                                                    str(tmp_path / "nowhere")))
+    # a run that evaluated more of the split (one more transition, first) is scored on this run's examples alone
     theirs = json.loads((other / "results.json").read_text())
-    (other / "results.json").write_text(json.dumps({**theirs, "test_indices": theirs["test_indices"][::-1]}))
+    extra = next(p for p in range(theirs["n_test_split"]) if p not in theirs["test_indices"])
+    (other / "results.json").write_text(json.dumps({**theirs, "test_indices": [extra, *theirs["test_indices"]]}))
+    for name in ("mle", "rlvr"):
+        ev = json.loads((other / f"eval_{name}.json").read_text())
+        ev["records"] = [{"index": 0, "group": "changed", "value": 1.0, "response": "{}"},
+                         *({**r, "index": r["index"] + 1} for r in ev["records"])]
+        (other / f"eval_{name}.json").write_text(json.dumps(ev))
+    assert main(tiny(run, *FAST, "--resume", "--compare", str(other))) == 0
+    c2 = json.loads((run / "results.json").read_text())["compared"]
+    assert c2["n_evaluated_there"] == 3 and c2["mle"] == res["mle"] and c2["rlvr_vs_rlvr"] == c["rlvr_vs_rlvr"]
+    # one that lacks some of this run's examples is refused
+    theirs = json.loads((other / "results.json").read_text())
+    (other / "results.json").write_text(json.dumps({**theirs, "test_indices": [extra, extra + 1, extra + 2]}))
     line = one_line(capsys, tiny(run, *FAST, "--resume", "--compare", str(other)), after_work=True)
     assert "other test examples" in line
 

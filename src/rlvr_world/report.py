@@ -18,6 +18,7 @@ import numpy as np
 
 from . import domains
 from .engine.checkpoint import MetricLog, save_json
+from .engine.evaluate import result_of
 from .stats import paired_test
 
 
@@ -81,8 +82,10 @@ def build(cfg, *, command: str, timings: dict[str, float], params: int, mle: dic
 def compared(run: str, res: dict) -> dict:
     """Another run's MLE and RLVR scores on this run's test examples, and this run's models tested against its.
 
-    Raises ValueError when that run is unfinished, of another domain, or was
-    evaluated on other test examples (other positions in a test split of another size).
+    The examples are matched by their position in the test split: the other run
+    may have evaluated more of the split (e.g. all of it), and is then scored on
+    this run's examples alone. Raises ValueError when that run is unfinished,
+    of another domain or another test split, or lacks some of this run's examples.
     """
     d = Path(run)
     try:
@@ -92,19 +95,30 @@ def compared(run: str, res: dict) -> dict:
         raise ValueError(f"--compare {run}: not a finished run directory ({e})") from None
     if theirs.get("domain") != res["domain"]:
         raise ValueError(f"--compare {run}: a {theirs.get('domain')} run, not {res['domain']}")
-    if (theirs.get("test_indices"), theirs.get("n_test_split")) != (res["test_indices"], res["n_test_split"]):
-        raise ValueError(f"--compare {run}: evaluated on other test examples than this run")
+    positions = theirs.get("test_indices") or []
+    missing = set(res["test_indices"]) - set(positions)
+    if theirs.get("n_test_split") != res["n_test_split"] or missing:
+        raise ValueError(f"--compare {run}: evaluated on other test examples than this run "
+                         f"({len(missing)} of this run's {len(res['test_indices'])} missing)")
     domain_cls = domains.get(res["domain"])[0]
-    ours = res["evals"]
+    ours = {p: i for i, p in enumerate(res["test_indices"])}  # split position -> this run's record index
+
+    def on_ours(ev: dict) -> dict:
+        """Their records of this run's examples, renumbered as this run numbers them."""
+        kept = [{**r, "index": ours[positions[r["index"]]]} for r in ev["records"] if positions[r["index"]] in ours]
+        kept.sort(key=lambda r: r["index"])
+        return {**result_of(kept, domain_cls.reported_parts, domain_cls.metric_scale).summary(), "records": kept}
+
+    evals = {k: on_ours(v) for k, v in evals.items()}
     test = lambda a, b, g: paired_test(a, b, None if g == "overall" else g, binary=domain_cls.binary_metric,
                                        scale=domain_cls.metric_scale)
     return {
         "run": run, "command": theirs.get("command"), "model": theirs.get("model", "trained from scratch"),
-        "params": theirs.get("params"),
+        "params": theirs.get("params"), "n_evaluated_there": len(positions),
         "mle": scores(evals["mle"], domain_cls), "rlvr": scores(evals["rlvr"], domain_cls),
         # this run's model minus that run's, per example: MLE against MLE, RLVR against RLVR
-        "mle_vs_mle": {g: test(evals["mle"], ours["mle"], g) for g in groups(domain_cls)},
-        "rlvr_vs_rlvr": {g: test(evals["rlvr"], ours["rlvr"], g) for g in groups(domain_cls)},
+        "mle_vs_mle": {g: test(evals["mle"], res["evals"]["mle"], g) for g in groups(domain_cls)},
+        "rlvr_vs_rlvr": {g: test(evals["rlvr"], res["evals"]["rlvr"], g) for g in groups(domain_cls)},
     }
 
 

@@ -73,13 +73,12 @@ def evaluate(
     metric = metric or domain.metric
     reported = domain.reported_parts
     model.eval()
-    values: list[float] = [0.0] * len(examples)
     records: list[dict] = [{}] * len(examples)
     done: dict[int, dict] = {}
     for path in partial_files(partial) if partial else ():
         done.update(read_partial(path, len(examples)))
     for i, r in done.items():
-        values[i], records[i] = r["value"], r
+        records[i] = r
     mine = dist.share(length_batches(examples, batch_size))  # batches as one process forms them: the same answers
     if partial is not None and dist.rank():
         partial = partial.with_name(f"{partial.stem}.{dist.rank()}.jsonl")
@@ -94,7 +93,6 @@ def evaluate(
                          pick=pick)
             for i, response in zip(idx, out.responses()):
                 value, parts = domain.score(metric, response, examples[i])
-                values[i] = value
                 records[i] = {"index": i, "group": examples[i].group, "value": value,
                               "response": domain.decode(response),
                               **{k: v for k, v in parts.items() if k == "why" or k in reported}}
@@ -105,18 +103,22 @@ def evaluate(
     if dist.world() > 1:
         for share in dist.gather({i: records[i] for idx in mine for i in idx}):
             for i, r in share.items():
-                values[i], records[i] = r["value"], r
+                records[i] = r
+    return result_of(records, reported, domain.metric_scale)
+
+
+def result_of(records: Sequence[dict], reported: Sequence[str], scale: float) -> EvalResult:
+    """The means, overall and per group, of scored records (each with its `group` and `value`)."""
     sums: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
-    for e, v in zip(examples, values):
-        sums[e.group] += v
-        counts[e.group] += 1
-    scale = domain.metric_scale
+    for r in records:
+        sums[r["group"]] += r["value"]
+        counts[r["group"]] += 1
     groups = {g: scale * sums[g] / counts[g] for g in sums}
-    overall = scale * sum(values) / max(1, len(values))
+    overall = scale * sum(r["value"] for r in records) / max(1, len(records))
     parts = part_means(records, reported, scale)
     group_parts = {g: part_means([r for r in records if r["group"] == g], reported, scale) for g in counts}
-    return EvalResult(overall, groups, dict(counts), len(examples), records, parts, group_parts)
+    return EvalResult(overall, groups, dict(counts), len(records), list(records), parts, group_parts)
 
 
 def partial_files(partial: Path) -> list[Path]:
