@@ -177,11 +177,10 @@ class Pipeline:
         try:
             yield
         finally:
-            if not dist.is_main():
-                return
-            timings = self.timings()
-            timings[phase] = round((timings.get(phase, 0.0) if carried else 0.0) + time.time() - t0, 1)
-            save_json(self.out / "timings.json", timings)
+            if dist.is_main():  # (a `return` here would swallow the phase's exception)
+                timings = self.timings()
+                timings[phase] = round((timings.get(phase, 0.0) if carried else 0.0) + time.time() - t0, 1)
+                save_json(self.out / "timings.json", timings)
 
     def timings(self) -> dict[str, float]:
         """Seconds per phase so far; a damaged `timings.json` counts as empty (and says so)."""
@@ -218,14 +217,12 @@ class Pipeline:
                 raise models.ModelError(f"model vocabulary ({vocab}) is smaller than its tokenizer's ({ids}) in "
                                         f"{cfg.model.init_from}")
         results = Path(cfg.results)
-        if not dist.is_main():  # process 0 takes the directory; the others follow once it has
-            dist.barrier()
-            self.phases.trust_unrecorded = cfg.resume and self.phases.stored() is None
-            dist.barrier()
-            return self.phases_in_order(command)
-        rundir.prepare(self.out, cfg.resume, cfg.overwrite, results)  # refuses before the lock creates the directory
-        with rundir.Lock(self.out):
-            rundir.prepare(self.out, cfg.resume, cfg.overwrite, results)  # again, now that no other run writes here
+        main = dist.is_main()  # process 0 takes the directory; the others follow once it has
+        if main:
+            rundir.prepare(self.out, cfg.resume, cfg.overwrite, results)  # refuses before the lock creates the directory
+        with rundir.Lock(self.out) if main else contextlib.nullcontext():
+            if main:
+                rundir.prepare(self.out, cfg.resume, cfg.overwrite, results)  # again, now that no other run writes here
             dist.barrier()
             self.phases.trust_unrecorded = cfg.resume and self.phases.stored() is None
             dist.barrier()  # every process has read the directory as it was before this run records itself
