@@ -157,6 +157,22 @@ def test_an_option_added_later_holds_its_old_behaviour_for_runs_recorded_before_
         d.check("rl", {**before, "rl.scale": "batch"}, finished=True)
 
 
+def test_rl_data_options_bind_rl_alone_so_rl_reruns_from_a_finished_mle_model(tmp_path):
+    from rlvr_world.domains.textgame.presets import default
+
+    cfg = default()
+    mle, rl = rundir.fingerprint(cfg, "mle"), rundir.fingerprint(cfg, "rl")
+    assert "data.rl_unchanged_ratio" not in mle and "data.mle_unchanged_ratio" in mle
+    assert rl["data.rl_unchanged_ratio"] == 0.25 and "data.rl_unchanged_ratio" in rundir.fingerprint(cfg, "eval_rlvr")
+    d = rundir.RunDir(tmp_path)
+    d.record({"mle": {**mle, "data.rl_unchanged_ratio": 0.25}, "rl": rl})  # as runs recorded the MLE phase before
+    d.check("mle", mle, finished=True)
+    with pytest.raises(rundir.RunDirError, match="data.rl_unchanged_ratio=0.25 \\(now 1.0\\)"):
+        d.check("rl", {**rl, "data.rl_unchanged_ratio": 1.0}, finished=False)
+    with pytest.raises(rundir.RunDirError, match="data.mle_unchanged_ratio"):
+        d.check("mle", {**mle, "data.mle_unchanged_ratio": mle["data.mle_unchanged_ratio"] + 0.5}, finished=True)
+
+
 def test_a_second_run_into_a_locked_directory_is_refused(tmp_path, capsys):
     out = tmp_path / "run"
     with rundir.Lock(out):

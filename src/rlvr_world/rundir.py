@@ -35,6 +35,9 @@ HARMLESS = ("mle.save_every", "rl.save_every", "rl.eval_every", "log")
 # Options an interrupted phase may change on resume: RL's prompt batches are the same for any step count and its
 # learning rate is constant, so more (or fewer) steps continue the same run. A finished phase is held to them.
 EXTENDABLE = ("rl.steps",)
+# Data options that shape RL's prompts alone (`data.rl_unchanged_ratio`, video's `data.rl_settings`): the phases
+# before RL never read them, so RL may be re-run from a finished MLE model with others.
+RL_DATA = "data.rl_"
 # Options added after runs were recorded, with the value that does what those runs did: a recorded phase without
 # the option was made with that value.
 ADDED = {"rl.scale": "group"}
@@ -67,11 +70,17 @@ def options_of(phase: str) -> tuple[str, ...]:
     return tuple(p for i in inputs for p in options_of(i)) + own
 
 
+def depends(phase: str, option: str) -> bool:
+    """Whether `phase`'s outputs depend on `option` (a dotted name)."""
+    prefixes = options_of(phase)
+    if option in HARMLESS or (option.startswith(RL_DATA) and "rl" not in prefixes):
+        return False
+    return any(option == p or option.startswith(p + ".") for p in prefixes)
+
+
 def fingerprint(cfg: Any, phase: str, data_hash: str = "") -> dict[str, Any]:
     """The options (and examples) a phase's outputs depend on, JSON-ready."""
-    prefixes = options_of(phase)
-    fp = {k: v for k, v in flatten(cfg).items()
-          if k not in HARMLESS and any(k == p or k.startswith(p + ".") for p in prefixes)}
+    fp = {k: v for k, v in flatten(cfg).items() if depends(phase, k)}
     fp = json.loads(json.dumps(fp, default=str))  # lists and tuples compare alike once stored
     if data_hash:
         fp["examples"] = data_hash
@@ -121,7 +130,9 @@ class RunDir:
         if phase not in stored:
             raise RunDirError(f"{self.out} holds {phase} work of unknown origin: start over with --overwrite "
                               f"or use another --out")
-        made = {**{k: v for k, v in ADDED.items() if k in fp}, **stored[phase]}
+        # a phase recorded before RL_DATA existed lists RL's data options too: they never shaped it
+        made = {**{k: v for k, v in ADDED.items() if k in fp},
+                **{k: v for k, v in stored[phase].items() if k == "examples" or depends(phase, k)}}
         diff = differences(made, fp, ignore + (() if finished else EXTENDABLE))
         if diff:
             more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
