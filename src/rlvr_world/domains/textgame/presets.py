@@ -44,9 +44,9 @@ def textgame_pretrained() -> RunConfig:
         model=ModelConfig(init_from="smollm2-135m", lora_rank=32, lora_alpha=16.0),
         # 4,096 padded tokens a step: ~10 GB of activations at the peak (8,192 reached 20 GB of this 24 GB machine)
         mle=MLEConfig(epochs=1.0, lr=3e-4, warmup_steps=10, batch_tokens=4096, weight_decay=0.0, save_every=20),
-        # an RL step (36 rollouts) takes ~2-3 min here. The
-        # binary reward on a quarter-epoch SFT model gained only on unchanged transitions (changed +0.0); the paper's
-        # task-specific reward credits the properties that really change
+        # an RL step (36 rollouts) takes ~2-3 min here. The binary reward on a quarter-epoch SFT model gained only on
+        # unchanged transitions (changed +0.0); the paper's task-specific reward credits the properties that really
+        # change (no RL recipe has yet beaten the one-epoch SFT model overall: docs/pretrained.md)
         rl=RLConfig(reward="task_specific", steps=12, prompts_per_step=6, group_size=6, micro_batch_size=6,
                     max_new_tokens=320, lr=1e-4, eval_every=0, save_every=5),
         eval_limit=600, eval_balanced=True, curve_limit=0, eval_batch_size=32,
