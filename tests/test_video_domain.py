@@ -208,3 +208,40 @@ def test_repeat_rewards_compare_repeating_rollouts_with_the_others():
     assert out["mae_ssim"]["repeating"] == out["mae_ssim"]["other"] == pytest.approx(-0.3) and out["mae_ssim"]["p"] > 0.5
     assert out["mae_lpips"]["repeating"] < out["mae_lpips"]["other"] and out["mae_lpips"]["p"] < 0.001
     assert "mae_lpips" not in repeat_rewards({"records": [{k: v for k, v in r.items() if k != "lpips"} for r in recs]})
+
+
+def test_compare_tests_each_metric_against_another_runs_models_on_the_same_examples(tmp_path):
+    import json
+
+    from rlvr_world import report
+    from rlvr_world.domains.video.evaluation import markdown
+    from rlvr_world.engine.evaluate import result_of
+
+    rng = np.random.default_rng(0)
+    groups = ["single_step"] * 20 + ["multi_step"] * 20
+
+    def ev(shift):  # an evaluation: per-example metrics; `shift` lowers MAE and LPIPS everywhere
+        recs = [{"index": i, "group": g, "value": -0.3, "mae": 0.1 - shift + rng.uniform(0, 0.01), "mse": 0.01,
+                 "psnr": 20.0, "ssim": 0.8, "lpips": 0.3 - shift + rng.uniform(0, 0.01), "valid": 1.0,
+                 **({"repeat": 0.0} if g == "multi_step" else {})} for i, g in enumerate(groups)]
+        r = result_of(recs, (), 1.0)
+        return {**r.summary(), "records": r.records}  # as an evaluation file holds it: means, counts, records
+
+    there = tmp_path / "there"
+    there.mkdir()
+    (there / "results.json").write_text(json.dumps({"domain": "video", "n_test_split": 50, "reward": "mae_lpips",
+                                                    "test_indices": list(range(10, 50)), "command": "rlvr-world run"}))
+    for name, e in (("mle", ev(0.0)), ("rlvr", ev(0.0))):
+        (there / f"eval_{name}.json").write_text(json.dumps(e))
+    ours = {"domain": "video", "n_test_split": 50, "test_indices": list(range(10, 50)),
+            "evals": {"mle": ev(0.0), "rlvr": ev(0.05)}}  # our RLVR model: 0.05 lower MAE and LPIPS on every example
+    c = report.compared(str(there), ours)
+    rl = c["per_metric"]["rlvr_vs_rlvr"]
+    for g in ("single_step", "multi_step"):
+        assert rl[g]["significance"]["mae"]["delta"] == pytest.approx(-0.05, abs=0.01)
+        assert rl[g]["significance"]["mae"]["p"] < 0.001 and rl[g]["significance"]["mae"]["gained"] == 20
+        assert rl[g]["significance"]["psnr"]["p"] == 1.0  # equal everywhere
+        assert abs(c["per_metric"]["mle_vs_mle"][g]["significance"]["lpips"]["delta"]) < 0.01
+    md = markdown({"params": 1e6, "wall_s": 60, "command": "x", "reward": "mae_ssim", "compared": c})
+    assert f"`{there}`" in md and "| RLVR there (mae_lpips reward) |" in md
+    assert md.count("| RLVR here - RLVR there |") == 2

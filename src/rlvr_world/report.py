@@ -112,13 +112,17 @@ def compared(run: str, res: dict) -> dict:
     evals = {k: on_ours(v) for k, v in evals.items()}
     test = lambda a, b, g: paired_test(a, b, None if g == "overall" else g, binary=domain_cls.binary_metric,
                                        scale=domain_cls.metric_scale)
+    per_metric = {f"{k}_vs_{k}": domain_cls.compare_models(evals[k], res["evals"][k]) for k in ("mle", "rlvr")}
     return {
         "run": run, "command": theirs.get("command"), "model": theirs.get("model", "trained from scratch"),
+        "reward": theirs.get("reward"),
         "params": theirs.get("params"), "n_evaluated_there": len(positions),
         "mle": scores(evals["mle"], domain_cls), "rlvr": scores(evals["rlvr"], domain_cls),
         # this run's model minus that run's, per example: MLE against MLE, RLVR against RLVR
         "mle_vs_mle": {g: test(evals["mle"], res["evals"]["mle"], g) for g in groups(domain_cls)},
         "rlvr_vs_rlvr": {g: test(evals["rlvr"], res["evals"]["rlvr"], g) for g in groups(domain_cls)},
+        # a domain with several metrics: each tested (this run's model minus that run's), per group
+        **({"per_metric": per_metric} if per_metric["mle_vs_mle"] is not None else {}),
     }
 
 

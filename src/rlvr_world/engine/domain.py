@@ -128,3 +128,9 @@ class Domain:
     def markdown(res: dict) -> str | None:
         """The results as Markdown, for a domain whose results are not one table of groups (None: that table)."""
         return None
+
+    @staticmethod
+    def compare_models(a: dict, b: dict) -> dict | None:
+        """Paired tests of model b against model a on the same examples (their evaluations, with records), for a
+        domain that reports several metrics; None: the metric alone is tested."""
+        return None

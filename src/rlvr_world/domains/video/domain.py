@@ -258,3 +258,10 @@ class VideoDomain(Domain):
         from .evaluation import markdown
 
         return markdown(res)
+
+    @classmethod
+    def compare_models(cls, a: dict, b: dict) -> dict:
+        """Per setting: both models' metrics and a paired Wilcoxon test of b - a per metric (`evaluation`)."""
+        from .evaluation import compare
+
+        return compare(a, b, cls.groups)

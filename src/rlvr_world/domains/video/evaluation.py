@@ -220,6 +220,14 @@ def _row(name: str, m: dict, cols: Sequence[str]) -> str:
     return f"| {name} | " + " | ".join(str(m.get(c, "")) for c in cols) + " |"
 
 
+def _delta_row(name: str, significance: dict, cols: Sequence[str]) -> str:
+    """A row of paired differences with their p (the repetition rate in points)."""
+    sig = {("repetition_rate" if k == "repeat" else k): v for k, v in significance.items()}
+    return f"| {name} | " + " | ".join(
+        f"{sig[c]['delta'] * (100 if c == 'repetition_rate' else 1):.4g} (p={sig[c]['p']:.2g})" if c in sig else ""
+        for c in cols) + " |"
+
+
 def markdown(res: dict) -> str:
     """The results as Markdown tables: per setting, tokenizer, real footage."""
     head = (f"Video world model ({res['params'] / 1e6:.2f}M parameters, trained from scratch) on simulated Meta-World "
@@ -241,13 +249,24 @@ def markdown(res: dict) -> str:
             out.append(_row("baseline: copy the last context frame", s["copy_last"], cols))
         if s.get("real"):
             out.append(_row("the real frames' own codes", s["real"], cols))
-        sig = {("repetition_rate" if k == "repeat" else k): v for k, v in s["significance"].items()}
-        out.append("| RLVR - MLE | " + " | ".join(
-            f"{sig[c]['delta'] * (100 if c == 'repetition_rate' else 1):.4g} (p={sig[c]['p']:.2g})" if c in sig else ""
-            for c in cols) + " |")
+        out.append(_delta_row("RLVR - MLE", s["significance"], cols))
         for name, ref in res.get("reference", {}).items():
             if title.lower() in name:
                 out.append(_row(name, ref, cols))
+    other = res.get("compared", {})
+    if other.get("per_metric"):
+        out += [f"\n### Against another run's models on the same test examples: `{other['run']}`\n",
+                f"Written by `{other['command']}`; p: paired Wilcoxon test, this run's model minus that run's."]
+        for g, title in (("single_step", "Single-step"), ("multi_step", "Multi-step")):
+            tests = {k: other["per_metric"][f"{k}_vs_{k}"].get(g) for k in ("mle", "rlvr")}
+            if not all(tests.values()):
+                continue
+            cols = ["mse", "mae", "psnr", "ssim", "lpips", *(["repetition_rate"] if g == "multi_step" else []), "n"]
+            out += [f"\n{title}:\n", "| model | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols),
+                    _row("MLE there", tests["mle"]["mle"], cols),
+                    _row(f"RLVR there ({other.get('reward')} reward)", tests["rlvr"]["mle"], cols),
+                    _delta_row("MLE here - MLE there", tests["mle"]["significance"], cols),
+                    _delta_row("RLVR here - RLVR there", tests["rlvr"]["significance"], cols)]
     reps = res.get("multi_step", {}).get("repeat_rewards")
     if reps and any(name in r for r in reps.values() for name in ("mae_ssim", "mae_lpips")):
         out += ["\n### Do the rewards punish repeated frames? (multi-step, mean reward; p: Mann-Whitney U)\n",
