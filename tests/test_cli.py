@@ -177,6 +177,7 @@ def test_seeds_summarises_runs_that_differ_in_their_seed(tiny_run, tmp_path):
     for i, gain in enumerate((1.0, 2.0, 6.0)):  # RLVR - MLE on `overall` in three made-up runs
         r = json.loads(json.dumps(res))
         r["rlvr"]["overall"] = r["mle"]["overall"] + gain
+        r["significance"]["overall"]["delta"] = gain  # the paired test's difference, which `seeds` prefers
         paths.append(tmp_path / f"s{i}.json")
         paths[-1].write_text(json.dumps(r))
     out = tmp_path / "sum" / "seeds.json"
@@ -195,6 +196,11 @@ def test_seeds_summarises_runs_that_differ_in_their_seed(tiny_run, tmp_path):
     paths[0].write_text(json.dumps(r))
     cli("seeds", *map(str, paths), "--out", str(out), cwd=tmp_path)
     assert not json.loads(out.read_text())["same_mle"]
+    r = json.loads(paths[1].read_text())
+    r["significance"]["overall"]["delta"] = 2.04  # the paired mean difference, where the rounded means say 2.0
+    paths[1].write_text(json.dumps(r))
+    cli("seeds", *map(str, paths), "--out", str(out), cwd=tmp_path)
+    assert json.loads(out.read_text())["tables"]["main"]["overall"]["delta"][1] == 2.04
     assert "at least two" in one_line_error(cli("seeds", str(paths[0]), cwd=tmp_path, check=False))
     assert "no results file" in one_line_error(cli("seeds", str(paths[0]), "nope.json", cwd=tmp_path, check=False))
     (tmp_path / "junk.json").write_text("[1, 2]")
