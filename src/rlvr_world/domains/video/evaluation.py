@@ -258,6 +258,7 @@ def markdown(res: dict) -> str:
         out += [f"\n### Against another run's models on the same test examples: `{other['run']}`\n",
                 f"Written by `{other['command']}`; p: paired Wilcoxon test, this run's model minus that run's."]
         for g, title in (("single_step", "Single-step"), ("multi_step", "Multi-step")):
+            # `compare(theirs, ours)`: that run's model is the first ("mle"), this run's the second ("rlvr")
             tests = {k: other["per_metric"][f"{k}_vs_{k}"].get(g) for k in ("mle", "rlvr")}
             if not all(tests.values()):
                 continue
