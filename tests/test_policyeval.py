@@ -130,3 +130,25 @@ def test_bad_options_are_one_line():
         PolicyEvalConfig(policies=["bc", "nope"])
     with pytest.raises(ValueError, match="--episodes must be >= 2"):
         PolicyEvalConfig(episodes=1)
+    with pytest.raises(ValueError, match="'bc' is not among the evaluated policies"):
+        PolicyEvalConfig(policies=["random"], strip="bc:push-v3")
+    with pytest.raises(ValueError, match="give POLICY or POLICY:TASK"):
+        PolicyEvalConfig(strip="bc:")
+
+
+def test_policy_spread_compares_how_far_policies_part_ways_imagined_and_real():
+    from rlvr_world.apps.policyeval.experiment import policy_spread
+
+    def episodes(a, b):  # two policies' episodes of 3 frames from the same seed: frame 2 differs by a and b
+        f = np.zeros((2, 1, 3, 4, 4, 3), dtype=np.uint8)
+        f[0, 0, 2], f[1, 0, 2] = a, b
+        return {n: data.Rollouts(frames=f[i], actions=np.zeros((1, 2, 4), np.float32), success=np.zeros(1, bool),
+                                 frame_success=np.zeros((1, 3), bool), task=np.zeros(1, int),
+                                 seed=np.zeros(1, np.int64)) for i, n in enumerate(("bc", "random"))}
+
+    real = episodes(0, 102)  # the simulator: the policies part ways at the last frame
+    im = {n: imagine_mod.Imagined(frames=r.frames, actions=r.actions, codes=np.zeros((1, 3, 0), np.int64))
+          for n, r in episodes(0, 51).items()}  # the world model: half as far apart
+    s = policy_spread(im, real, context=2)
+    assert s == {"imagined": 0.2, "real": 0.4, "ratio": 0.5}
+    assert policy_spread({"bc": im["bc"]}, real, context=2) == {}

@@ -64,6 +64,11 @@ def test_policy_eval_on_a_tiny_run_end_to_end_and_resumed(tiny_run):
     assert {"frames_real", "frames_reconstructed", "episodes_real", "episodes_reconstructed"} <= set(res["detector"])
     steps = 5 + 1 - 2  # the tiny run's 6 frames an episode after its 2 context frames
     assert len(res["rollouts"]["mle"]["mae_by_step"]) == steps and "repeat" in res["rollouts"]["rlvr"]
+    assert set(res["rollouts"]["mle"]["first_step_mae"]) == {"bc", "bc-noise-1.0", "random"}
+    spread = {w: r["policy_spread"] for w, r in res["rollouts"].items()}
+    assert spread["mle"]["real"] == spread["rlvr"]["real"] == spread["hold"]["real"] > 0  # the same true episodes
+    for e in res["estimators"].values():
+        assert e["false_success"] is None or 0 <= e["false_success"] <= 100
     assert os.path.isfile(out.with_suffix(".png")) and os.path.isfile(out.with_name("policy-eval-rollout.png"))
     assert "RLVR world model" in p.stdout
     nets = sorted(f.name for f in (tmp_path / "pe-run" / "policies").iterdir())
@@ -73,9 +78,12 @@ def test_policy_eval_on_a_tiny_run_end_to_end_and_resumed(tiny_run):
     assert set(res["per_task"]["reach-v3"]) == {"real", "mle", "rlvr", "hold"}
     # a second run re-reads every phase and gives the same numbers; other settings in the same folder are refused
     before = (tmp_path / "pe-run" / "truth" / "bc.npz").stat().st_mtime_ns
-    cli(*args, cwd=tmp_path, env=env)
+    cli(*args, "--strip", "random:reach-v3", cwd=tmp_path, env=env)  # the strip may change without a new run
     again = json.loads(out.read_text())
     assert again["points"] == res["points"] and again["detector"] == res["detector"]
+    assert again["strip"]["policy"] == "random" and set(again["strip"]["verdicts"]) == {"simulator", "mle", "rlvr"}
+    bad = cli(*args, "--strip", "random:door-open-v3", cwd=tmp_path, env=env, check=False)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "not among the evaluated tasks" in bad.stderr
     assert (tmp_path / "pe-run" / "truth" / "bc.npz").stat().st_mtime_ns == before
     bad = cli(*args, "--episodes", "3", cwd=tmp_path, env=env, check=False)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "other settings (episodes)" in bad.stderr

@@ -22,7 +22,7 @@ Phases, each kept in `run_dir` so that a stopped run continues where it stopped:
    error over the points; the MLE against the RLVR world model paired over
    points (Wilcoxon) and episodes (McNemar); what the rollouts did (frames
    repeated, motion kept, error against the real frames by step); a scatter
-   plot and a strip of one rollout.
+   plot and a strip of one rollout (by default one where a world model's verdict is wrong).
 """
 
 from __future__ import annotations
@@ -178,6 +178,15 @@ def agreement(points: list[dict], est: str) -> dict:
             "mae": round(float(np.abs(y - x).mean()), 2), "bias": round(float((y - x).mean()), 2)}
 
 
+def outcome_errors(called: np.ndarray, won: np.ndarray) -> dict:
+    """An estimator's bias taken apart, over episodes: the share of truly failed episodes it calls successes and
+    of truly successful ones it calls failures (None where there are none)."""
+    def share(x: np.ndarray) -> float | None:
+        return round(100 * float(x.mean()), 2) if len(x) else None
+
+    return {"false_success": share(called[~won]), "missed_success": share(~called[won])}
+
+
 def rollout_report(im: dict[str, Imagined], truth: dict[str, Rollouts], context: int) -> dict:
     """What a world model's rollouts did, over every policy's episodes."""
     frames = np.concatenate([im[n].frames for n in im]).astype(np.float32) / 255.0  # (E, T+1, H, W, 3)
@@ -192,7 +201,29 @@ def rollout_report(im: dict[str, Imagined], truth: dict[str, Rollouts], context:
     if codes.shape[-1]:
         same = (codes[:, context:] == codes[:, context - 1: -1]).all(axis=-1)  # (E, T+1-C)
         out["repeat"] = round(100 * float(same.mean()), 2)  # share of predicted frames equal to the one before
+    # the first predicted frame against the real one, per policy: the world model has read the real frames and actions
+    # so far, so this is its one-step error on each policy's actions (the hold baseline's: the real frame-to-frame change)
+    out["first_step_mae"] = {n: round(float(np.abs(im[n].frames[:, context].astype(np.float32)
+                                                   - truth[n].frames[:, context]).mean()) / 255.0, 5) for n in im}
+    out["policy_spread"] = policy_spread(im, truth, context)
     return out
+
+
+def policy_spread(im: dict[str, Imagined], truth: dict[str, Rollouts], context: int) -> dict:
+    """How far apart different policies' episodes from the same seed end up, inside the world model and in the
+    simulator: the mean absolute pixel difference between two policies' frames at the same step, over every pair of
+    policies, episode and predicted step. A world model that follows the actions less than the simulator does makes
+    the policies' episodes look more alike (ratio below 1)."""
+    names = list(im)
+
+    def spread(frames: dict[str, np.ndarray]) -> float:
+        return float(np.mean([np.abs(frames[a][:, context:].astype(np.float32) - frames[b][:, context:]).mean() / 255.0
+                              for i, a in enumerate(names) for b in names[i + 1:]]))
+
+    if len(names) < 2:
+        return {}
+    imagined, real = spread({n: im[n].frames for n in names}), spread({n: truth[n].frames for n in names})
+    return {"imagined": round(imagined, 5), "real": round(real, 5), "ratio": round(imagined / real, 3) if real else None}
 
 
 def summarise(cfg: PolicyEvalConfig, tasks: list[str], truth: dict[str, Rollouts], flags: dict[str, dict],
@@ -207,15 +238,19 @@ def summarise(cfg: PolicyEvalConfig, tasks: list[str], truth: dict[str, Rollouts
                    **{e: round(100 * float(flags[e][name].mean()), 2) for e in ESTIMATORS}}
                   for name, tr in truth.items()]
     right = {e: np.concatenate([flags[e][n] == truth[n].success for n in truth]) for e in ESTIMATORS}
+    won = np.concatenate([truth[n].success for n in truth])  # (all episodes,)
+    task_of = np.concatenate([truth[n].task for n in truth])
+    called = {e: np.concatenate([flags[e][n] for n in truth]) for e in ESTIMATORS}
     est = {e: {"label": label, **agreement(points, e), "per_policy": agreement(per_policy, e),
-               "episode_agreement": round(100 * float(right[e].mean()), 2)} for e, label in ESTIMATORS.items()}
+               "episode_agreement": round(100 * float(right[e].mean()), 2), **outcome_errors(called[e], won)}
+           for e, label in ESTIMATORS.items()}
     per_task = {}
     for k, task in enumerate(tasks):
         pts = [p for p in points if p["task"] == task]
-        agree = {e: np.concatenate([(flags[e][n] == truth[n].success)[truth[n].task == k] for n in truth])
-                 for e in ESTIMATORS}
+        sel = task_of == k
         per_task[task] = {e: {"mae": round(float(np.mean([abs(p[e] - p["true"]) for p in pts])), 2),
-                              "episode_agreement": round(100 * float(agree[e].mean()), 2)} for e in ESTIMATORS}
+                              "episode_agreement": round(100 * float(right[e][sel].mean()), 2),
+                              **outcome_errors(called[e][sel], won[sel])} for e in ESTIMATORS}
     err = {e: {"records": [{"index": i, "group": "", "value": abs(p[e] - p["true"])} for i, p in enumerate(points)]}
            for e in ("mle", "rlvr")}
     ok = {e: {"records": [{"index": i, "group": "", "value": float(v)} for i, v in enumerate(right[e])]} for e in ("mle", "rlvr")}
@@ -223,7 +258,7 @@ def summarise(cfg: PolicyEvalConfig, tasks: list[str], truth: dict[str, Rollouts
         "command": command, "wall_s": round(wall_s, 1),
         "world_models": {k: str(v) for k, v in paths.items()}, "tasks": tasks, "policies": list(truth),
         "episodes_per_task": cfg.episodes, "temperature": cfg.temperature,
-        "settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out", "run_dir", "threads")},
+        "settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out", "run_dir", "threads", "strip")},
         "detector": det_report, "estimators": est, "points": points, "per_policy": per_policy, "per_task": per_task,
         # RLVR - MLE: the absolute error of the success rate over points (lower is better), and whether each
         # episode's imagined outcome matched the real one (McNemar)
@@ -234,13 +269,19 @@ def summarise(cfg: PolicyEvalConfig, tasks: list[str], truth: dict[str, Rollouts
     }
 
 
+def percent(x: float | None) -> str:
+    return "-" if x is None else f"{x}%"
+
+
 def markdown(res: dict) -> str:
     lines = [f"{len(res['policies'])} policies x {len(res['tasks'])} tasks x {res['episodes_per_task']} episodes",
-             "", "| estimate of the success rate | Pearson | Spearman | MAE (points) | bias | episodes agreeing |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "", "| estimate of the success rate | Pearson | Spearman | MAE (points) | bias | episodes agreeing | "
+                 "failures called successes | successes missed |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for e in res["estimators"].values():
         lines.append(f"| {e['label']} | {e['pearson']} | {e['spearman']} | {e['mae']} | {e['bias']:+} | "
-                     f"{e['episode_agreement']}% |")
+                     f"{e['episode_agreement']}% | {percent(e.get('false_success'))} | "
+                     f"{percent(e.get('missed_success'))} |")
     d = res["detector"]
     lines += ["", f"detector, held-out episodes: frames {d['frames_real']['accuracy']}% real / "
               f"{d['frames_reconstructed']['accuracy']}% reconstructed; episodes {d['episodes_real']['accuracy']}% / "
@@ -248,6 +289,10 @@ def markdown(res: dict) -> str:
     a = res["rlvr_vs_mle"]["abs_error"]
     if a:
         lines.append(f"RLVR - MLE absolute error: {a['delta']:+} points (Wilcoxon p = {round_sig(a['p'], 3)})")
+    spread = {w: r["policy_spread"] for w, r in res["rollouts"].items() if r.get("policy_spread", {}).get("ratio")}
+    if spread:
+        lines.append("different policies' frames from the same seed, imagined / in the simulator: "
+                     + ", ".join(f"{w} {s['ratio']}x" for w, s in spread.items()))
     return "\n".join(lines)
 
 
@@ -280,30 +325,38 @@ def plot(res: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def strip(truth: Rollouts, imagined: dict[str, Imagined], task_names: list[str], policy: str, path: Path,
-          every: int = 2) -> dict:
-    """One episode side by side: the simulator, then each world model; returns which episode it shows."""
+def strip(truth: Rollouts, imagined: dict[str, Imagined], flags: dict[str, np.ndarray], task_names: list[str],
+          policy: str, task: str, path: Path, every: int = 2) -> dict:
+    """One episode of `policy` (on `task`, or any) side by side: the simulator, then each world model, each row with
+    its verdict (the simulator's own flag; the detector's on the world models' frames). It shows the first episode in
+    which a world model's verdict differs from the simulator's (where the world models fail), else the first true
+    success, else the first episode; returns which episode it shows."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    wins = np.flatnonzero(truth.success)
-    e = int(wins[0]) if len(wins) else 0
+    mine = truth.task == task_names.index(task) if task else np.ones(len(truth), dtype=bool)
+    differs = mine & np.any([flags[w] != truth.success for w in imagined], axis=0)
+    e = int(np.flatnonzero(differs if differs.any() else mine & truth.success if (mine & truth.success).any()
+                           else mine)[0])
+    verdict = {"simulator": truth.success[e], **{w: flags[w][e] for w in imagined}}
     rows = {"simulator": truth.frames[e], **{name: im.frames[e] for name, im in imagined.items()}}
     cols = list(range(0, truth.frames.shape[1], every))
     mosaic = np.concatenate([np.concatenate([f[t] for t in cols], axis=1) for f in rows.values()], axis=0)
     H = truth.frames.shape[2]
     fig, ax = plt.subplots(figsize=(len(cols) * 0.9, len(rows) * 1.0))
     ax.imshow(mosaic)
-    ax.set_yticks([H * (i + 0.5) for i in range(len(rows))], list(rows))
+    ax.set_yticks([H * (i + 0.5) for i in range(len(rows))],
+                  [f"{name}\n{'success' if verdict[name] else 'failure'}" for name in rows], fontsize=8)
     ax.set_xticks([H * (i + 0.5) for i in range(len(cols))], [f"t={t}" for t in cols], fontsize=7)
-    ax.set_title(f"{policy} on {task_names[int(truth.task[e])]} (episode seed {int(truth.seed[e])}, "
-                 f"{'a success' if truth.success[e] else 'a failure'} in the simulator)", fontsize=8)
+    ax.set_title(f"{policy} on {task_names[int(truth.task[e])]} (episode seed {int(truth.seed[e])}; simulator: "
+                 "Meta-World's flag, world models: the detector's verdict)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return {"policy": policy, "task": task_names[int(truth.task[e])], "seed": int(truth.seed[e])}
+    return {"policy": policy, "task": task_names[int(truth.task[e])], "seed": int(truth.seed[e]),
+            "verdicts": {name: bool(v) for name, v in verdict.items()}}
 
 
 # ---- the command -------------------------------------------------------------------------------------------------
@@ -314,11 +367,14 @@ def run_policy_eval(cfg: PolicyEvalConfig, command: str) -> dict:
     sim_cfg = data.sim_config()
     tasks = list(cfg.tasks or sim_cfg.tasks)
     check_tasks(tasks)
+    strip_task = cfg.strip.partition(":")[2]
+    if strip_task and strip_task not in tasks:
+        raise ValueError(f"--strip {cfg.strip}: {strip_task!r} is not among the evaluated tasks ({', '.join(tasks)})")
     sim_cfg = dataclasses.replace(sim_cfg, tasks=tasks)
     work = Path(cfg.run_dir)
     check_settings(work, {"sim": dataclasses.asdict(sim_cfg), "world_models": {k: str(v) for k, v in paths.items()},
                           **{k: v for k, v in dataclasses.asdict(cfg).items()
-                             if k not in ("out", "run_dir", "threads", "device", "policies")}})
+                             if k not in ("out", "run_dir", "threads", "device", "policies", "strip")}})
     tok = VideoTokenizer.from_pretrained(paths["mle"])
 
     # 1. labelled data
@@ -376,8 +432,9 @@ def run_policy_eval(cfg: PolicyEvalConfig, command: str) -> dict:
     res = summarise(cfg, tasks, truth, flags, det_report, rollouts, paths, command, time.monotonic() - start)
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    shown = cfg.policies[0]
-    res["strip"] = strip(truth[shown], {w: imagined[w][shown] for w in ("mle", "rlvr")}, tasks, shown,
+    shown = cfg.strip.partition(":")[0] or cfg.policies[0]
+    res["strip"] = strip(truth[shown], {w: imagined[w][shown] for w in ("mle", "rlvr")},
+                         {w: flags[w][shown] for w in ("mle", "rlvr")}, tasks, shown, strip_task,
                          out.with_name(out.stem + "-rollout.png"))
     save_json(out, res)
     plot(res, out.with_suffix(".png"))

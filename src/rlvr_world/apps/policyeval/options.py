@@ -51,6 +51,8 @@ class PolicyEvalConfig:
     detector_frames: int = 2  # an episode succeeds where this many consecutive frames look successful
     temperature: float = 0.0  # the world models' sampling temperature (0: greedy)
     seed: int = 0  # network initialisation and batch order
+    strip: str = ""  # POLICY or POLICY:TASK whose rollout the -rollout.png strip shows (default: the first policy);
+    # it shows the first episode in which a world model's verdict differs from the simulator's, else the first success
     out: str = "results/policy-eval.json"  # the results (plots go beside it: .png scatter, -rollout.png strip)
     run_dir: str = "runs/policy-eval"  # simulated data, networks and rollouts: a stopped run continues from them
     device: str = "auto"  # auto, cpu, cuda, ... (the world models)
@@ -60,6 +62,12 @@ class PolicyEvalConfig:
         require(self, "", episodes=">= 2", train_episodes=">= 2", test_episodes=">= 1", policy_steps=">= 1", detector_episodes=">= 0",
                 detector_steps=">= 1", batch_size=">= 1", lr="> 0", detector_frames=">= 1", temperature=">= 0",
                 threads=">= 0")
+        policy, _, task = self.strip.partition(":")
+        if policy and policy not in self.policies:
+            raise ValueError(f"--strip {self.strip}: {policy!r} is not among the evaluated policies "
+                             f"({', '.join(self.policies)})")
+        if self.strip and (not policy or (":" in self.strip and not task)):
+            raise ValueError(f"--strip {self.strip!r}: give POLICY or POLICY:TASK")
         bad = [p for p in self.policies if p not in SPEC]
         if bad or not self.policies:
             raise ValueError(f"unknown polic{'ies' if len(bad) > 1 else 'y'} {', '.join(map(repr, bad))}; "
