@@ -53,6 +53,7 @@ def test_tiny_run_trains_and_reports(tiny_run):
     assert res["command"].startswith("rlvr-world run --preset tiny")
     assert set(res["phase_s"]) == {"tokenizer", "mle", "eval_mle", "rl", "eval_rlvr", "finish"}
     assert res["wall_s"] == pytest.approx(sum(res["phase_s"].values()), abs=0.2) and res["wall_s"] > 0
+    assert res["machine"]["threads"] == 1 and res["machine"]["cores"] >= 1 and "flags" in res["machine"]["cpu"]
     assert (tiny_run / "results.md").is_file() and (tiny_run / "results.png").stat().st_size > 1000
     for answers in res["answers"].values():  # what the greedy answers were: every test answer counted once
         assert sum(a["attempted"] + a["no_change"] + a["invalid"] for a in answers.values()) == 4

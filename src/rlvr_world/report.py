@@ -41,6 +41,26 @@ def model_label(cfg) -> str:
     return f"fine-tuned from {m.init_from} ({how})"
 
 
+def machine(cfg) -> dict:
+    """What the invocation that writes the results ran on, so that its phase times can be read (a resumed run's
+    earlier phases may have run elsewhere): the CPU and its flags, cores, threads, device, autocast dtype and, on the
+    CPU, which fp32 products went through oneDNN (`engine.kernels`)."""
+    import os
+
+    import torch
+
+    from . import device as dev
+    from .engine import kernels
+
+    d = dev.pick_device(cfg.device)
+    out = {"cpu": dev.cpu_signature(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
+           "torch": torch.__version__, "device": torch.cuda.get_device_name(d) if d.type == "cuda" else "cpu",
+           "dtype": "bf16" if dev.resolve_dtype(cfg.dtype, d) is not None else "fp32"}
+    if d.type == "cpu" and out["dtype"] == "fp32" and kernels.ONEDNN:
+        out["onednn"] = kernels.choice()
+    return out
+
+
 def build(cfg, *, command: str, timings: dict[str, float], params: int, mle: dict, rlvr: dict, out: Path,
           n_train: int, n_rl: int, n_test_split: int, test_indices: list[int]) -> dict:
     curve = [r for r in MetricLog(out / "rl" / "metrics.jsonl").rows()]
@@ -49,6 +69,7 @@ def build(cfg, *, command: str, timings: dict[str, float], params: int, mle: dic
         "command": command,
         "wall_s": round(sum(timings.values()), 1),  # all phases, summed over resumed invocations
         "phase_s": timings,
+        "machine": machine(cfg),
         "domain": cfg.domain,
         "metric": domain_cls.metric_label,
         "columns": list(domain_cls.columns),

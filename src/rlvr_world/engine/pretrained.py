@@ -18,6 +18,7 @@ that says how to install it.
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +67,7 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     console.print(f"[bold]model[/]: converting {gguf.name} into {out} (once)")
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")  # its own: another process may be converting the same file
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32,
@@ -79,7 +80,12 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
     model.config.pad_token_id = tok.pad_token_id
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    tmp.rename(out)
+    try:
+        tmp.rename(out)
+    except OSError:  # another process finished the same conversion first: keep its copy
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (out / "config.json").is_file():
+            raise
     return out
 
 
