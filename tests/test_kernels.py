@@ -97,3 +97,21 @@ def test_the_measured_choice_is_kept_per_machine_and_reused(monkeypatch, tmp_pat
 def test_the_measurement_times_both_paths():
     speedup = kernels.measure_speedup(repeats=1)
     assert set(speedup) == set(kernels.USES) and all(0 < v < 100 for v in speedup.values())
+
+
+def test_results_name_the_machine_and_any_instruction_set_limit(monkeypatch):
+    from types import SimpleNamespace
+
+    from rlvr_world import report
+
+    monkeypatch.setenv("RLVR_WORLD_KERNELS", "torch")  # decided without measuring
+    for k in report.ISA_LIMITS:
+        monkeypatch.delenv(k, raising=False)
+    m = report.machine(SimpleNamespace(device="cpu", dtype="fp32"))
+    assert m["device"] == "cpu" and m["dtype"] == "fp32" and m["threads"] == torch.get_num_threads()
+    assert "isa_limits" not in m and set(m["cpu"]) == {"model", "flags"}
+    if kernels.ONEDNN:
+        assert m["onednn"] == {use: False for use in kernels.USES}
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # what an emulated AVX2 run sets: the results must say so
+    assert report.machine(SimpleNamespace(device="cpu", dtype="fp32"))["isa_limits"] == {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+    assert report.machine(SimpleNamespace(device="cpu", dtype="bf16"))["dtype"] == "bf16"
