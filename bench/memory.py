@@ -1,7 +1,7 @@
 """Does a training process's resident memory stay flat? RSS over the MLE steps of a preset, per allocator setting.
 
     python bench/memory.py [--preset default] [--steps 60] [--threads 2]
-                           [--variants default,no-trim,onednn-cache-16,malloc-arenas-2,malloc-mmap,jemalloc]
+                           [--variants default,no-trim,onednn-cache-16,malloc-arenas-2,malloc-mmap,jemalloc,fp32,avx2-emulated]
                            [--out results/bench-memory.json]
 
 Each variant runs `rlvr-world run --preset P --threads T` in a fresh
@@ -26,6 +26,10 @@ Variants (environment of the process):
   blocks from mmap, returned at once: MALLOC_MMAP_THRESHOLD_=1048576,
   MALLOC_TRIM_THRESHOLD_=0), `jemalloc` (LD_PRELOAD of Debian's
   libjemalloc2, when installed).
+- for speed rather than memory: `fp32` (`--dtype fp32`, where `auto` would
+  take bf16 autocast) and `avx2-emulated` (`--dtype fp32` with PyTorch,
+  oneDNN and MKL limited to AVX2 instructions: ATEN_CPU_CAPABILITY,
+  ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS), side by side with `default`.
 
 Writes the JSON and a plot of RSS against step beside it.
 """
@@ -55,7 +59,12 @@ VARIANTS = {
     "malloc-arenas-2": {**OFF, "MALLOC_ARENA_MAX": "2"},
     "malloc-mmap": {**OFF, "MALLOC_TRIM_THRESHOLD_": "0", "MALLOC_MMAP_THRESHOLD_": "1048576"},
     "jemalloc": {**OFF, "LD_PRELOAD": JEMALLOC},
+    # speed rather than memory: fp32 instead of bf16 autocast, and fp32 with PyTorch, oneDNN and MKL told to use AVX2
+    # at most (an AVX2-only CPU emulated on a larger one: its instructions, not its clock, caches or memory)
+    "fp32": {},
+    "avx2-emulated": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
 }
+ARGS = {"fp32": ["--dtype", "fp32"], "avx2-emulated": ["--dtype", "fp32"]}  # the run's options beyond the preset's
 
 
 def rss_gb(pid: int) -> float | None:
@@ -85,7 +94,7 @@ def run_variant(name: str, preset: str, steps: int, threads: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         cmd = ["rlvr-world", "run", "--preset", preset, "--threads", str(threads), "--out", str(out),
-               "--results", str(out / "results.json")]
+               "--results", str(out / "results.json"), *ARGS.get(name, [])]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         samples: list[tuple[float, int, float]] = []  # (seconds, steps done, RSS GB)
         start = time.time()
@@ -120,7 +129,7 @@ def run_variant(name: str, preset: str, steps: int, threads: int) -> dict:
         mx, my = statistics.fmean(xs), statistics.fmean(ys)
         slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
     return {
-        "env": VARIANTS[name], "steps": len(rows),
+        "env": VARIANTS[name], "args": ARGS.get(name, []), "steps": len(rows),
         "rss_warm_gb": round(by_step.get(10, after[0][1] if after else 0.0), 3),
         "rss_end_gb": round(samples[-1][2], 3) if samples else None,
         "rss_peak_gb": round(max(r for _, _, r in samples), 3) if samples else None,

@@ -90,6 +90,12 @@ def test_the_measured_choice_is_kept_per_machine_and_reused(monkeypatch, tmp_pat
         kernels._measured_choice.cache_clear()  # a new process: reads the file, measures nothing
         monkeypatch.setattr(kernels, "measure_speedup", lambda: pytest.fail("measured again"))
         assert kernels.choice()["forward"] is True
+        # the same CPU limited to fewer instructions is measured on its own (an emulated AVX2 machine)
+        kernels._measured_choice.cache_clear()
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+        monkeypatch.setattr(kernels, "measure_speedup", lambda: {"decode": 1.5, "forward": 0.9, "input_grad": 1.2})
+        assert kernels.choice() == {"decode": True, "forward": False, "input_grad": True}
+        assert len(list((tmp_path / "kernels").glob("*.json"))) == 2
     finally:
         kernels._measured_choice.cache_clear()
 
@@ -102,10 +108,10 @@ def test_the_measurement_times_both_paths():
 def test_results_name_the_machine_and_any_instruction_set_limit(monkeypatch):
     from types import SimpleNamespace
 
-    from rlvr_world import report
+    from rlvr_world import device as dev, report
 
     monkeypatch.setenv("RLVR_WORLD_KERNELS", "torch")  # decided without measuring
-    for k in report.ISA_LIMITS:
+    for k in dev.ISA_LIMITS:
         monkeypatch.delenv(k, raising=False)
     m = report.machine(SimpleNamespace(device="cpu", dtype="fp32"))
     assert m["device"] == "cpu" and m["dtype"] == "fp32" and m["threads"] == torch.get_num_threads()

@@ -58,6 +58,15 @@ def cpu_signature() -> dict:
     return {"model": name, "flags": [f for f in wanted if f in flags]}
 
 
+# what PyTorch, oneDNN and MKL read to use fewer instructions than the CPU has (e.g. AVX2 on an AVX-512 machine)
+ISA_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def isa_limits() -> dict[str, str]:
+    """The instruction-set limits set in this process's environment (empty: the libraries use all the CPU has)."""
+    return {k: os.environ[k] for k in ISA_LIMITS if os.environ.get(k)}
+
+
 def cpu_supports_bf16() -> bool:
     """True when the CPU has native bfloat16 dot products (AVX512-BF16 or AMX)."""
     flags = cpu_signature()["flags"]

@@ -41,9 +41,6 @@ def model_label(cfg) -> str:
     return f"fine-tuned from {m.init_from} ({how})"
 
 
-ISA_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")  # PyTorch's, oneDNN's, MKL's
-
-
 def machine(cfg) -> dict:
     """What the invocation that writes the results ran on, so that its phase times can be read (a resumed run's
     earlier phases may have run elsewhere): the CPU and its flags, cores, threads, device, autocast dtype and, on the
@@ -61,7 +58,7 @@ def machine(cfg) -> dict:
            "dtype": "bf16" if dev.resolve_dtype(cfg.dtype, d) is not None else "fp32"}
     if d.type == "cpu" and out["dtype"] == "fp32" and kernels.ONEDNN:
         out["onednn"] = kernels.choice()
-    limits = {k: os.environ[k] for k in ISA_LIMITS if os.environ.get(k)}
+    limits = dev.isa_limits()
     if limits:  # the libraries were told to use fewer instructions than the flags above offer
         out["isa_limits"] = limits
     return out
