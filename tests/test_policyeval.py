@@ -137,7 +137,7 @@ def test_bad_options_are_one_line():
 
 
 def test_policy_spread_compares_how_far_policies_part_ways_imagined_and_real():
-    from rlvr_world.apps.policyeval.experiment import policy_spread
+    from rlvr_world.apps.policyeval.experiment import policy_spread, rollout_report
 
     def episodes(a, b):  # two policies' episodes of 3 frames from the same seed: frame 2 differs by a and b
         f = np.zeros((2, 1, 3, 4, 4, 3), dtype=np.uint8)
@@ -149,6 +149,8 @@ def test_policy_spread_compares_how_far_policies_part_ways_imagined_and_real():
     real = episodes(0, 102)  # the simulator: the policies part ways at the last frame
     im = {n: imagine_mod.Imagined(frames=r.frames, actions=r.actions, codes=np.zeros((1, 3, 0), np.int64))
           for n, r in episodes(0, 51).items()}  # the world model: half as far apart
-    s = policy_spread(im, real, context=2)
-    assert s == {"imagined": 0.2, "real": 0.4, "ratio": 0.5}
-    assert policy_spread({"bc": im["bc"]}, real, context=2) == {}
+    real_spread = policy_spread({n: r.frames for n, r in real.items()}, context=2)
+    assert real_spread == pytest.approx(0.4)
+    report = rollout_report(im, real, context=2, real_spread=real_spread)
+    assert report["policy_spread"] == {"imagined": 0.2, "real": 0.4, "ratio": 0.5}
+    assert "policy_spread" not in rollout_report({"bc": im["bc"]}, real, context=2, real_spread=0.0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +46,6 @@ def machine(cfg) -> dict:
     """What the invocation that writes the results ran on, so that its phase times can be read (a resumed run's
     earlier phases may have run elsewhere): the CPU and its flags, cores, threads, device, autocast dtype and, on the
     CPU, which fp32 products went through oneDNN (`engine.kernels`)."""
-    import os
-
     import torch
 
     from . import device as dev

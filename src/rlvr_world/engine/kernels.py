@@ -80,8 +80,9 @@ def choice() -> dict[str, bool]:
 @functools.lru_cache(maxsize=None)
 def _measured_choice(threads: int) -> dict[str, bool]:
     machine = {"cpu": cpu_signature(), "torch": torch.__version__, "threads": threads}
-    if isa_limits():  # the same CPU told to use fewer instructions is another machine
-        machine["isa_limits"] = isa_limits()
+    limits = isa_limits()
+    if limits:  # the same CPU told to use fewer instructions is another machine
+        machine["isa_limits"] = limits
     key = hashlib.sha1(json.dumps(machine, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_root() / "kernels" / f"{key}.json"
     try:

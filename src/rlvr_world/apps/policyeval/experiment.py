@@ -187,8 +187,9 @@ def outcome_errors(called: np.ndarray, won: np.ndarray) -> dict:
     return {"false_success": share(called[~won]), "missed_success": share(~called[won])}
 
 
-def rollout_report(im: dict[str, Imagined], truth: dict[str, Rollouts], context: int) -> dict:
-    """What a world model's rollouts did, over every policy's episodes."""
+def rollout_report(im: dict[str, Imagined], truth: dict[str, Rollouts], context: int, real_spread: float) -> dict:
+    """What a world model's rollouts did, over every policy's episodes (`real_spread`: `policy_spread` of the
+    simulator's episodes)."""
     frames = np.concatenate([im[n].frames for n in im]).astype(np.float32) / 255.0  # (E, T+1, H, W, 3)
     real = np.concatenate([truth[n].frames for n in im]).astype(np.float32) / 255.0
     codes = np.concatenate([im[n].codes for n in im])  # (E, T+1, L)
@@ -205,25 +206,20 @@ def rollout_report(im: dict[str, Imagined], truth: dict[str, Rollouts], context:
     # so far, so this is its one-step error on each policy's actions (the hold baseline's: the real frame-to-frame change)
     out["first_step_mae"] = {n: round(float(np.abs(im[n].frames[:, context].astype(np.float32)
                                                    - truth[n].frames[:, context]).mean()) / 255.0, 5) for n in im}
-    out["policy_spread"] = policy_spread(im, truth, context)
+    if len(im) > 1:  # against the simulator's: a world model that follows the actions less makes it smaller
+        imagined = policy_spread({n: ep.frames for n, ep in im.items()}, context)
+        out["policy_spread"] = {"imagined": round(imagined, 5), "real": round(real_spread, 5),
+                                "ratio": round(imagined / real_spread, 3) if real_spread else None}
     return out
 
 
-def policy_spread(im: dict[str, Imagined], truth: dict[str, Rollouts], context: int) -> dict:
-    """How far apart different policies' episodes from the same seed end up, inside the world model and in the
-    simulator: the mean absolute pixel difference between two policies' frames at the same step, over every pair of
-    policies, episode and predicted step. A world model that follows the actions less than the simulator does makes
-    the policies' episodes look more alike (ratio below 1)."""
-    names = list(im)
-
-    def spread(frames: dict[str, np.ndarray]) -> float:
-        return float(np.mean([np.abs(frames[a][:, context:].astype(np.float32) - frames[b][:, context:]).mean() / 255.0
-                              for i, a in enumerate(names) for b in names[i + 1:]]))
-
-    if len(names) < 2:
-        return {}
-    imagined, real = spread({n: im[n].frames for n in names}), spread({n: truth[n].frames for n in names})
-    return {"imagined": round(imagined, 5), "real": round(real, 5), "ratio": round(imagined / real, 3) if real else None}
+def policy_spread(frames: dict[str, np.ndarray], context: int) -> float:
+    """How far apart different policies' episodes from the same seeds end up: the mean absolute pixel difference
+    (in [0, 1]) between two policies' frames (E, T+1, H, W, 3) at the same step, over every pair of policies,
+    episode and step after the `context` frames."""
+    names = list(frames)
+    return float(np.mean([np.abs(frames[a][:, context:].astype(np.float32) - frames[b][:, context:]).mean() / 255.0
+                          for i, a in enumerate(names) for b in names[i + 1:]]))
 
 
 def summarise(cfg: PolicyEvalConfig, tasks: list[str], truth: dict[str, Rollouts], flags: dict[str, dict],
@@ -289,7 +285,7 @@ def markdown(res: dict) -> str:
     a = res["rlvr_vs_mle"]["abs_error"]
     if a:
         lines.append(f"RLVR - MLE absolute error: {a['delta']:+} points (Wilcoxon p = {round_sig(a['p'], 3)})")
-    spread = {w: r["policy_spread"] for w, r in res["rollouts"].items() if r.get("policy_spread", {}).get("ratio")}
+    spread = {w: r["policy_spread"] for w, r in res["rollouts"].items() if (r.get("policy_spread") or {}).get("ratio")}
     if spread:
         lines.append("different policies' frames from the same seed, imagined / in the simulator: "
                      + ", ".join(f"{w} {s['ratio']}x" for w, s in spread.items()))
@@ -337,9 +333,8 @@ def strip(truth: Rollouts, imagined: dict[str, Imagined], flags: dict[str, np.nd
     import matplotlib.pyplot as plt
 
     mine = truth.task == task_names.index(task) if task else np.ones(len(truth), dtype=bool)
-    differs = mine & np.any([flags[w] != truth.success for w in imagined], axis=0)
-    e = int(np.flatnonzero(differs if differs.any() else mine & truth.success if (mine & truth.success).any()
-                           else mine)[0])
+    differs = np.any([flags[w] != truth.success for w in imagined], axis=0)
+    e = int(np.flatnonzero(next(c for c in (mine & differs, mine & truth.success, mine) if c.any()))[0])
     verdict = {"simulator": truth.success[e], **{w: flags[w][e] for w in imagined}}
     rows = {"simulator": truth.frames[e], **{name: im.frames[e] for name, im in imagined.items()}}
     cols = list(range(0, truth.frames.shape[1], every))
@@ -428,7 +423,8 @@ def run_policy_eval(cfg: PolicyEvalConfig, command: str) -> dict:
     flags = {"real": {n: detector.episodes(tr.frames, tr.task) for n, tr in truth.items()}}
     for world, ims in imagined.items():
         flags[world] = {n: detector.episodes(ims[n].frames, truth[n].task) for n in truth}
-    rollouts = {w: rollout_report(imagined[w], truth, data.context) for w in ("mle", "rlvr", "hold")}
+    real_spread = policy_spread({n: tr.frames for n, tr in truth.items()}, data.context) if len(truth) > 1 else 0.0
+    rollouts = {w: rollout_report(imagined[w], truth, data.context, real_spread) for w in ("mle", "rlvr", "hold")}
     res = summarise(cfg, tasks, truth, flags, det_report, rollouts, paths, command, time.monotonic() - start)
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
