@@ -28,7 +28,7 @@ from .engine import distributed as dist
 from .engine import models, pretrained
 from .engine.checkpoint import load_trainer_state, save_config, save_json
 from .engine.domain import Domain, StageContext
-from .engine.evaluate import evaluate, partial_files
+from .engine.evaluate import decision_summary, evaluate, partial_files, result_of, trivial_logprobs
 from .engine.mle import train_mle
 from .engine.rl import train_rl
 from .progress import console
@@ -124,8 +124,11 @@ class Pipeline:
 
         def curve_eval(model):
             r = self.evaluate(model, domain, curve, "eval (curve)", show=False)
+            d = self.decisions(model, domain, curve)
             model.train()
-            return {f"test/{g}": v for g, v in {**r.groups, "overall": r.overall}.items()}
+            return {**{f"test/{g}": v for g, v in {**r.groups, "overall": r.overall}.items()},
+                    **{f"test/p_trivial/{k}": v for k, v in d.get("p_trivial", {}).items()},
+                    **({"test/decision_auc": d["auc"]} if "auc" in d else {})}
 
         console.print(f"[bold]RLVR[/]: {len(train)} prompts, reward {self.cfg.rl.reward}")
         return train_rl(policy, tok, domain, train, self.cfg.rl, d, autocast=self.amp, resume=resume,
@@ -147,6 +150,13 @@ class Pipeline:
                         max_new_tokens=self.cfg.max_new_tokens, autocast=self.amp, description=description,
                         show_progress=show, partial=partial)
 
+    def decisions(self, model, domain, examples) -> dict:
+        """The model's probability of the trivial answer per stratum, and how well it separates them."""
+        if all(e.trivial_ids is None for e in examples):
+            return {}
+        return decision_summary(examples, trivial_logprobs(model, examples, domain.pad_id, autocast=self.amp,
+                                                           batch_size=max(1, self.cfg.eval_batch_size // 2)))
+
     def final_eval(self, name, model, domain, test):
         path = self.out / f"eval_{name}.json"
         if self.cfg.resume and path.is_file():
@@ -157,7 +167,7 @@ class Pipeline:
                 for p in partial_files(partial) if main else ():
                     p.unlink(missing_ok=True)
         r = self.evaluate(model, domain, test, f"eval {name}", partial=partial)
-        result = {**r.summary(), "records": r.records}
+        result = {**r.summary(), "decision": self.decisions(model, domain, test), "records": r.records}
         with dist.by_main() as main:
             if main:
                 save_json(path, result)
@@ -276,7 +286,7 @@ class Pipeline:
         timings = self.timings()
         results = report.build(cfg, command=command, timings=timings, params=models.num_params(rl_model),
                                mle=mle_eval, rlvr=rl_eval, out=self.out, n_train=len(train), n_rl=len(rl_train),
-                               n_test_split=n_test_split, test_indices=test_indices)
+                               n_test_split=n_test_split, test_indices=test_indices, trivial=trivial_eval(domain, test))
         results.update(extra)
         report.write(Path(cfg.results), results, self.out)
         return results
@@ -291,6 +301,15 @@ OUTPUTS = {
     "eval_rlvr": ("eval_rlvr.json", ("eval_rlvr.partial.jsonl",)),
 }
 PROGRESS = {phase: (finished, *partial) for phase, (finished, partial) in OUTPUTS.items()}
+
+
+def trivial_eval(domain, examples) -> dict | None:
+    """The trivial predictor ("nothing changes") scored like a model on the same examples; None without one."""
+    if any(e.trivial_ids is None for e in examples):
+        return None
+    records = [{"index": i, "group": e.group, "value": domain.score(domain.metric, e.trivial_ids, e)[0]}
+               for i, e in enumerate(examples)]
+    return {**result_of(records, (), domain.metric_scale).summary(), "records": records}
 
 
 def check_writable(path: Path, option: str) -> None:

@@ -64,7 +64,7 @@ def machine(cfg) -> dict:
 
 
 def build(cfg, *, command: str, timings: dict[str, float], params: int, mle: dict, rlvr: dict, out: Path,
-          n_train: int, n_rl: int, n_test_split: int, test_indices: list[int]) -> dict:
+          n_train: int, n_rl: int, n_test_split: int, test_indices: list[int], trivial: dict | None = None) -> dict:
     curve = [r for r in MetricLog(out / "rl" / "metrics.jsonl").rows()]
     domain_cls = domains.get(cfg.domain)[0]
     res = {
@@ -93,10 +93,16 @@ def build(cfg, *, command: str, timings: dict[str, float], params: int, mle: dic
                                         scale=domain_cls.metric_scale)
                          for g in groups(domain_cls)},
         "reference": domain_cls.reference,
-        "rl_curve": [{k: v for k, v in r.items() if k == "step" or k.startswith(("test/", "reward/mean"))}
+        "rl_curve": [{k: v for k, v in r.items() if k == "step" or k.startswith(("test/", "reward/mean", "decision/"))}
                      for r in curve],
         "config": dataclasses.asdict(cfg),
     }
+    if trivial is not None:  # "nothing changes" on the same examples, and each model's leaning toward it
+        res["trivial"] = scores(trivial, domain_cls)
+        res["rlvr_vs_trivial"] = {g: paired_test(trivial, rlvr, None if g == "overall" else g,
+                                                 binary=domain_cls.binary_metric, scale=domain_cls.metric_scale)
+                                  for g in groups(domain_cls)}
+        res["decision"] = {k: ev["decision"] for k, ev in (("mle", mle), ("rlvr", rlvr)) if ev.get("decision")}
     if cfg.compare:
         res["compared"] = compared(cfg.compare, {**res, "evals": {"mle": mle, "rlvr": rlvr}})
     return res
@@ -167,6 +173,9 @@ def markdown(res: dict) -> str:
     tested = {c: significance_key(res, c) for c in cols}
     rows.append("| RLVR - MLE (points) | " + " | ".join(
         f"{sig[tested[c]]['delta']} (p={sig[tested[c]]['p']:.2g})" if sig.get(tested[c]) else "" for c in cols) + " |")
+    if "trivial" in res:
+        rows.append("| trivial predictor (always \"nothing changes\") | " +
+                    " | ".join(str(res["trivial"].get(c, "-")) for c in cols) + " |")
     other = res.get("compared")
     if other:
         for name, key in (("MLE", "mle"), ("RLVR", "rlvr")):
@@ -187,8 +196,20 @@ def markdown(res: dict) -> str:
             f"{info}; {res['params'] / 1e6:.2f}M-parameter model {res.get('model', 'trained from scratch')}; "
             f"wall time {res['wall_s'] / 60:.1f} min.\n\n"
             f"Written by `{res['command']}`. p: paired {' / '.join(tests)} test on the same test transitions.\n\n")
-    notes = domain_cls.notes_markdown(res)
+    notes = "\n\n".join(n for n in (decision_markdown(res), domain_cls.notes_markdown(res)) if n)
     return head + "\n".join(rows) + "\n" + (f"\n{notes}" if notes else "")
+
+
+def decision_markdown(res: dict) -> str:
+    """One line per model: its probability of the trivial answer where it is right and where it is wrong."""
+    lines = []
+    for name, d in res.get("decision", {}).items():
+        p = d.get("p_trivial", {})
+        auc = f", AUC {d['auc']}" if "auc" in d else ""
+        lines.append(f"- {name.upper()}: P(nothing changes) {p.get('unchanged', '-')} on unchanged, "
+                     f"{p.get('changed', '-')} on changed transitions{auc}")
+    return ("How each model decides whether anything changes (probability of the trivial answer; AUC: how well it "
+            "separates the two kinds):\n" + "\n".join(lines)) if lines else ""
 
 
 def plot(res: dict, path: Path) -> None:

@@ -1,7 +1,8 @@
 """What the language domains share: transitions serialised as text, a BPE tokenizer, a reward on decoded text.
 
 A subclass says how to read its transitions (`transitions`) and how to write
-one as prompt and target text (`prompt_text`, `target_text`); its transitions
+one as prompt and target text (`prompt_text`, `target_text`) and what the
+answer "nothing changes" is (`trivial_text`); its transitions
 carry a boolean `changed`, which labels the evaluation groups and lets
 training rebalance changed against unchanged transitions.
 
@@ -47,6 +48,16 @@ class TextDomain(Domain):
     def target_text(t) -> str:
         raise NotImplementedError
 
+    @staticmethod
+    def trivial_text(t) -> str:
+        """The answer "nothing changes" to `t`: the target text of a transition to the state it starts from."""
+        raise NotImplementedError
+
+    @staticmethod
+    def kind_of(text: str, t) -> str:
+        """What a response's text predicts for `t`: "no_change", a "change" or nothing readable ("invalid")."""
+        raise NotImplementedError
+
     # --- shared ---------------------------------------------------------------
     @classmethod
     def corpus(cls, data) -> list[str]:
@@ -63,7 +74,8 @@ class TextDomain(Domain):
     def example(self, t) -> Example:
         prompt = self.tokenizer.encode(self.prompt_text(t), add_special_tokens=False)
         target = self.tokenizer.encode(self.target_text(t), add_special_tokens=False) + [self.eos_id]
-        return Example(prompt, target, group="changed" if t.changed else "unchanged", payload=t)
+        trivial = self.tokenizer.encode(self.trivial_text(t), add_special_tokens=False) + [self.eos_id]
+        return Example(prompt, target, group="changed" if t.changed else "unchanged", payload=t, trivial_ids=trivial)
 
     def examples(self, split: str, stage: str = "", seed: int = 0) -> list[Example]:
         """Examples of a split; for training, `stage` ("mle" or "rl") picks the changed/unchanged balance."""
@@ -82,6 +94,10 @@ class TextDomain(Domain):
         if ids is None:
             return ""
         return self.tokenizer.decode([i for i in ids if i not in (self.eos_id, self.pad_id)], skip_special_tokens=True)
+
+    def answer_kind(self, response_ids: Sequence[int], example: Example) -> str:
+        ids, _ = token_ids(response_ids, len(self.tokenizer))
+        return "invalid" if ids is None else self.kind_of(self.decode(ids), example.payload)
 
     def score(self, reward_name: str, response_ids: Sequence[int], example: Example) -> tuple[float, dict[str, Any]]:
         """Decode the response and score it with the named reward (never raises)."""

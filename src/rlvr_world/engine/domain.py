@@ -28,6 +28,10 @@ class Example:
     # per target token: 1 = the model predicts it, 0 = the data gives it (e.g. a real action between
     # predicted frames): left out of every loss and written in by the sampler. None: all predicted.
     loss_mask: list[int] | None = None
+    # the trivial answer "nothing changes" (a difference with nothing in it, or the state itself), ending with the
+    # end-of-sequence id like the target; None where the domain has none. RL's decision split and the diagnostics
+    # of a collapse toward it read it (`RLConfig.advantage`).
+    trivial_ids: list[int] | None = None
 
     def forced(self) -> list[int] | None:
         """Per target position, the id the sampler must write (-1: the model samples); None when nothing is given."""
@@ -108,6 +112,11 @@ class Domain:
     def score(self, reward: str, response_ids: Sequence[int], example: Example) -> tuple[float, dict[str, float]]:
         """Decode the response and score it with the named reward (never raises)."""
         raise NotImplementedError
+
+    def answer_kind(self, response_ids: Sequence[int], example: Example) -> str:
+        """What a response predicts: "no_change", a "change", or nothing readable ("invalid"); for an example with
+        a trivial answer (`Example.trivial_ids`). By default its ids are compared with the trivial answer's."""
+        return "no_change" if list(response_ids) == list(example.trivial_ids or ()) else "change"
 
     def token_rewards(self, reward: str, response_ids: Sequence[int], example: Example) -> list[float]:
         """The reward split over the response's tokens (their mean is the reward), for `RLConfig.credit = "token"`."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,4 +153,39 @@ def part_means(records: Sequence[dict], keys: Sequence[str], scale: float) -> di
         vals = [r[k] for r in records if isinstance(r.get(k), (int, float))]
         if vals:
             out[k] = scale * sum(vals) / len(vals)
+    return out
+
+
+@torch.no_grad()
+def trivial_logprobs(model: torch.nn.Module, examples: Sequence[Example], pad_id: int, *, batch_size: int = 16,
+                     autocast=None) -> list[float | None]:
+    """log P(the trivial answer | prompt) under the model, per example (None where the example has none)."""
+    from .sequences import group_logprobs
+
+    model.eval()
+    out: list[float | None] = [None] * len(examples)
+    have = [i for i, e in enumerate(examples) if e.trivial_ids is not None]
+    for idx in length_batches([examples[i] for i in have], batch_size):
+        rows = [have[j] for j in idx]
+        logp, _, mask = group_logprobs(model, [examples[i].prompt_ids for i in rows],
+                                       [examples[i].trivial_ids for i in rows], pad_id, autocast=autocast)
+        for i, v in zip(rows, (logp.float() * mask).sum(1).tolist()):  # (n,) summed over the answer's tokens
+            out[i] = v
+    return out
+
+
+def decision_summary(examples: Sequence[Example], logps: Sequence[float | None]) -> dict:
+    """How the model's probability of the trivial answer separates the examples it is right for ("unchanged")
+    from the others ("changed"): the mean probability in each, and the AUC (0.5: no better than chance, 1: every
+    unchanged example above every changed one)."""
+    from scipy.stats import mannwhitneyu
+
+    strata: dict[str, list[float]] = {"unchanged": [], "changed": []}
+    for e, lp in zip(examples, logps):
+        if lp is not None:
+            strata["unchanged" if e.target_ids == e.trivial_ids else "changed"].append(math.exp(lp))
+    out: dict = {"p_trivial": {k: round(sum(v) / len(v), 4) for k, v in strata.items() if v}}
+    if all(strata.values()):
+        u = mannwhitneyu(strata["unchanged"], strata["changed"]).statistic
+        out["auc"] = round(float(u) / (len(strata["unchanged"]) * len(strata["changed"])), 4)
     return out

@@ -16,6 +16,19 @@ one scale across the whole batch, or none, instead of each group's own
 (`RLConfig.scale`): with a per-group scale a group whose rewards differ by 0.01
 pushes as hard as one whose rewards differ by 1 (Dr. GRPO; TRL's
 `scale_rewards`).
+
+`decision_advantages` (`RLConfig.advantage = "decision"`, the default) splits
+each response's credit in two where the domain has a trivial answer ("nothing
+changes"): the tokens up to the one where a response parts from the trivial
+answer carry the *decision*, credited by whether it was right (the trivial
+answer is right exactly when it is the target); the tokens after it carry the
+*content* of an attempted change, credited by the task reward against the
+other attempts of the group only. Plain GRPO credits the decision with the
+task reward of sampled attempts, which at temperature 1 rarely survive
+sampling intact, while the trivial answer is short and always well formed; it
+therefore teaches "nothing changes" even where greedy decoding would have
+predicted the change (docs/grpo.md measures this collapse). Where an example
+has no trivial answer, every response is an attempt and the split is GRPO.
 """
 
 from __future__ import annotations
@@ -91,6 +104,53 @@ def token_advantages(
     contested = ((d.abs() > eps).any(1) & (m.sum(1) > 1)).float()  # (B, T) positions where the group differs
     return adv.view(N, T), {"adv/token_reward_rms": rms.mean().item(),
                             "adv/contested_token_frac": (contested.sum() / (m.amax(1).sum()).clamp(min=1)).item()}
+
+
+def _centered(values: torch.Tensor, members: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deviations of (N,) values from their group's mean over `members` (N,) bool, 0 elsewhere, and each group's
+    unbiased std over its members (B, 1) (0 below two members)."""
+    v = values.float().view(-1, group_size)  # (B, G)
+    m = members.float().view(-1, group_size)  # (B, G)
+    n = m.sum(1, keepdim=True)  # (B, 1)
+    mean = (v * m).sum(1, keepdim=True) / n.clamp(min=1)  # (B, 1)
+    d = (v - mean) * m  # (B, G)
+    std = ((d**2).sum(1, keepdim=True) / (n - 1).clamp(min=1)).sqrt()  # (B, 1)
+    return d, std
+
+
+def decision_advantages(
+    rewards: torch.Tensor, decision_at: torch.Tensor, trivial: torch.Tensor, right: torch.Tensor, group_size: int,
+    width: int, eps: float = 1e-6, scale: str = "group",
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Per-token advantages (N, width): the decision credited by its correctness, an attempt's content by its reward.
+
+    rewards (N,): the task reward. decision_at (N,): the position of each
+    response's decision token, its first token that departs from the trivial
+    answer (for the trivial answer itself, its last token), or -1 where the
+    example has no trivial answer. trivial (N,) bool: the response is the
+    trivial answer. right (N,) bool: its decision (trivial or not) was right.
+    Positions <= decision_at get the decision advantage, the group-normalised
+    correctness of the decision; later positions get the content advantage, the
+    reward against the mean of the group's attempts (responses that are not the
+    trivial answer), normalised over them. A group whose decisions all agree
+    leaves the decision where it is; the trivial answer has no content.
+    `scale` as in `group_advantages`, for both parts.
+    """
+    N = rewards.numel()
+    decides = decision_at >= 0  # (N,) responses to an example that has a trivial answer
+    dd, dstd = _centered(right.float(), decides, group_size)  # (B, G), (B, 1)
+    cd, cstd = _centered(rewards, ~trivial, group_size)  # (B, G), (B, 1)
+    whole = lambda d, m: (d.pow(2).sum() / (m.sum() - 1).clamp(min=1)).sqrt()  # noqa: E731 - the batch's std
+    dec = _rescale(dd, dstd, whole(dd, decides), scale, eps).view(N)  # (N,)
+    con = _rescale(cd, cstd, whole(cd, ~trivial), scale, eps).view(N)  # (N,)
+    pos = torch.arange(width)[None, :]  # (1, width)
+    adv = torch.where(pos <= decision_at[:, None], dec[:, None], con[:, None])  # (N, width)
+    split = dd.abs().amax(1) > 0  # (B,) groups whose decisions differ
+    r = rewards.float().view(-1, group_size)  # (B, G)
+    flat = (r.max(dim=1).values == r.min(dim=1).values).float()  # (B,) groups whose rewards are all equal
+    return adv, {"adv/flat_group_frac": flat.mean().item(), "adv/abs_mean": adv.abs().mean().item(),
+                 "adv/decision_split_frac": split.float().mean().item(), "adv/decision_abs_mean": dec.abs().mean().item(),
+                 "adv/content_abs_mean": con[~trivial].abs().mean().item() if (~trivial).any() else 0.0}
 
 
 def masked_sum(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -78,10 +78,22 @@ class RLConfig:
     # what divides the deviations from the baseline: each group's spread (GRPO, the paper), the whole batch's, or
     # nothing (Dr. GRPO): "batch" and "none" keep a group with near-equal rewards from pushing as hard as any other
     scale: str = "group"
+    # "decision": where the domain has a trivial answer ("nothing changes"), the tokens up to where a response parts
+    # from it are credited by whether that decision was right, the rest by the reward against the group's other
+    # attempts (docs/grpo.md: plain GRPO collapses toward "nothing changes"); "grpo": one group-relative reward.
+    # Token credit and the greedy baseline are estimators of their own: with either, this option is not read
+    advantage: str = "decision"
+
+    @property
+    def estimator(self) -> str:
+        """The advantage estimator these options choose."""
+        if self.credit == "token":
+            return "token"
+        return "grpo" if self.baseline == "greedy" else self.advantage
 
     def __post_init__(self):
         require_choice(self, "rl.", credit=("sequence", "token"), baseline=("group", "greedy"),
-                       scale=("group", "batch", "none"))
+                       scale=("group", "batch", "none"), advantage=("decision", "grpo"))
         require(self, "rl.", steps=">= 1", prompts_per_step=">= 1", group_size=">= 2", lr="> 0", kl_coef=">= 0",
                 clip_eps="> 0", grad_clip="> 0", temperature="> 0", top_k=">= 0", top_p="in (0, 1]",
                 max_new_tokens=">= 1", micro_batch_size=">= 1", eval_every=">= 0", save_every=">= 1")

@@ -30,7 +30,7 @@ from ..progress import advance, bar
 from . import distributed as dist
 from .checkpoint import GracefulStop, MetricLog, check_finite, load_trainer_state, save_model
 from .domain import Domain, Example
-from .grpo import group_advantages, grpo_loss, token_advantages
+from .grpo import decision_advantages, group_advantages, grpo_loss, token_advantages
 from .models import has_lora, merged, reference_mode
 from .options import RLConfig
 from .sampler import sample, uniforms
@@ -102,15 +102,25 @@ def collect(policy, domain: Domain, examples: Sequence[Example], cfg: RLConfig, 
     baseline = None if greedy is None else torch.tensor([domain.score(cfg.reward, r, e)[0]
                                                          for r, e in zip(greedy, examples)])  # (B,)
     # ---- advantage, over the whole batch --------------------------------
+    decided = decisions(domain, responses, [examples[i // G] for i in range(len(responses))])  # (N, 3): at, kind, unchanged
     everyone = dist.gather({"rewards": rewards, "baseline": baseline, "parts": [p for _, p in scored],
-                            "lengths": [len(r) for r in responses], "finished": out.finished})
+                            "lengths": [len(r) for r in responses], "finished": out.finished, "decided": decided})
     first = sum(len(e["rewards"]) for e in everyone[: dist.rank()])  # where this process's rows start
     rows = slice(first, first + len(responses))
     all_rewards = torch.cat([e["rewards"] for e in everyone])  # (N_all,)
+    all_decided = torch.cat([e["decided"] for e in everyone])  # (N_all, 3)
     given = [e.loss_mask for e in examples for _ in range(G)] if any(e.loss_mask for e in examples) else None
     all_baselines = None if baseline is None else torch.cat([e["baseline"] for e in everyone])  # (B_all,)
-    adv, adv_metrics = group_advantages(all_rewards, G, baseline=all_baselines, scale=cfg.scale)
-    adv = adv[rows]  # (N,)
+    if cfg.estimator == "decision":
+        at, kind = all_decided[:, 0], all_decided[:, 1]  # (N_all,) each
+        adv, adv_metrics = decision_advantages(all_rewards, at, kind == KINDS.index("no_change"),
+                                               decided_right(all_decided), G,
+                                               max(1, max(n for e in everyone for n in e["lengths"])),
+                                               scale=cfg.scale)  # (N_all, width)
+    else:
+        adv, adv_metrics = group_advantages(all_rewards, G, baseline=all_baselines, scale=cfg.scale)  # (N_all,)
+    adv_metrics.update(decision_metrics(all_decided, adv))
+    adv = adv[rows] if adv.dim() == 1 else adv[rows, : max(1, max(map(len, responses)))]  # (N,) or (N, T)
     if all_baselines is not None:
         adv_metrics["reward/greedy"] = all_baselines.mean().item()
     if cfg.credit == "token":
@@ -134,6 +144,51 @@ def collect(policy, domain: Domain, examples: Sequence[Example], cfg: RLConfig, 
              **adv_metrics, "response/length": sum(lengths) / len(lengths),
              "response/finished_frac": torch.cat([e["finished"] for e in everyone]).float().mean().item()}
     return Rollouts([p for p in prompts for _ in range(G)], responses, rewards, adv, parts, out.finished, given)
+
+
+KINDS = ("change", "no_change", "invalid")  # `Domain.answer_kind`, coded by position
+
+
+def decisions(domain: Domain, responses: Sequence[Sequence[int]], examples: Sequence[Example]) -> torch.Tensor:
+    """(N, 3) long, per response to its example: where its decision token is (its first token that departs from the
+    trivial answer, the last for an answer of no change; -1: the example has no trivial answer), what it predicts
+    (`KINDS`), and whether the trivial answer is the target (the example's stratum: nothing changes)."""
+    out = torch.zeros((len(responses), 3), dtype=torch.long)
+    for i, (r, e) in enumerate(zip(responses, examples)):
+        t = e.trivial_ids
+        if t is None:
+            out[i, 0] = -1
+            continue
+        kind = domain.answer_kind(r, e)
+        n = min(len(r), len(t))
+        part = next((j for j in range(n) if r[j] != t[j]), n)  # the first token that departs from it
+        at = len(r) - 1 if kind == "no_change" else min(part, len(r) - 1)
+        out[i] = torch.tensor([max(at, 0), KINDS.index(kind), e.target_ids == t])
+    return out
+
+
+def decided_right(decided: torch.Tensor) -> torch.Tensor:
+    """(N,) bool: no change predicted where nothing changes, a readable change where something does."""
+    kind, unchanged = decided[:, 1], decided[:, 2].bool()
+    return torch.where(unchanged, kind == KINDS.index("no_change"), kind == KINDS.index("change"))
+
+
+def decision_metrics(decided: torch.Tensor, adv: torch.Tensor) -> dict[str, float]:
+    """Per stratum (nothing changes: "unchanged", else "changed"), the share of sampled answers of no change and
+    their mean advantage (at their first token), from `decisions` (N, 3) and the advantages (N,) or (N, T):
+    a collapse toward "nothing changes" shows here first."""
+    at, kind, unchanged = decided.unbind(1)  # (N,) each
+    trivial = kind == KINDS.index("no_change")
+    out = {}
+    for name, members in (("unchanged", unchanged.bool() & (at >= 0)), ("changed", ~unchanged.bool() & (at >= 0))):
+        if not members.any():
+            continue
+        chosen = members & trivial
+        out[f"decision/{name}/trivial_frac"] = chosen.float().sum().item() / members.sum().item()
+        if chosen.any():
+            a = adv if adv.dim() == 1 else adv[:, 0]  # (N,) the first token carries the decision's credit
+            out[f"decision/{name}/trivial_adv"] = a[chosen].mean().item()
+    return out
 
 
 def padded(tables: Sequence[torch.Tensor], width: int) -> torch.Tensor:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..textdomain import TextDomain
 from .options import JsonlData
-from .records import REWARDS, DataError, Record, RewardTable, prompt_text, read_records, target_text
+from .records import REWARDS, DataError, Record, RewardTable, prompt_text, kind_of, read_records, target_text, trivial_text
 
 __all__ = ["DataError", "JsonlData", "JsonlDomain"]
 
@@ -55,3 +55,5 @@ class JsonlDomain(TextDomain):
 
     prompt_text = staticmethod(prompt_text)
     target_text = staticmethod(target_text)
+    trivial_text = staticmethod(trivial_text)
+    kind_of = staticmethod(kind_of)

@@ -99,6 +99,17 @@ def target_text(r: Record) -> str:
     return dumps(state_diff(r.state, r.next_state)) if r.structured else r.next_state
 
 
+def trivial_text(r: Record) -> str:
+    """The answer "nothing changes": an empty difference, or the string state itself."""
+    return target_text(Record(r.state, r.action, r.state))
+
+
+def kind_of(text: str, r: Record) -> str:
+    """What a response predicts: "no_change", a "change", or nothing readable ("invalid")."""
+    pred, _ = predicted_state(text, r)
+    return "invalid" if pred is None else "no_change" if pred == r.state else "change"
+
+
 def predicted_state(text: str, r: Record) -> tuple[str | dict | None, str]:
     """The next state a response predicts, or None and why it cannot be read."""
     if not isinstance(text, str):
@@ -109,8 +120,8 @@ def predicted_state(text: str, r: Record) -> tuple[str | dict | None, str]:
         diff = json.loads(text)
     except (ValueError, RecursionError):
         return None, "not JSON"
-    if not isinstance(diff, dict) or not isinstance(diff.get("set", {}), dict) \
-            or not isinstance(diff.get("unset", []), list):
+    if not isinstance(diff, dict) or set(diff) - {"set", "unset"} or not isinstance(diff.get("set", {}), dict) \
+            or not isinstance(diff.get("unset", []), list):  # a misspelt key is no empty difference
         return None, "not a difference ({\"set\": {...}, \"unset\": [...]})"
     unset = {k for k in diff.get("unset", []) if isinstance(k, str)}
     return {**{k: v for k, v in r.state.items() if k not in unset}, **diff.get("set", {})}, ""

@@ -6,7 +6,7 @@ from ..textdomain import TextDomain
 from . import reward
 from .data import Transition, load_split, select_games
 from .options import TextGameData
-from .serialize import prompt_text, target_text
+from .serialize import prompt_text, target_text, trivial_text
 
 
 
@@ -49,6 +49,12 @@ class TextGameDomain(TextDomain):
 
     prompt_text = staticmethod(prompt_text)
     target_text = staticmethod(target_text)
+    trivial_text = staticmethod(trivial_text)
+
+    @staticmethod
+    def kind_of(text: str, t: Transition) -> str:
+        kind = reward.answer_kind(text)
+        return "change" if kind == "attempted" else kind
 
     # ---- results -------------------------------------------------------------------------------------------------
     def finish(self, stage, test, mle_model, rl_model, mle_eval: dict, rl_eval: dict) -> dict:

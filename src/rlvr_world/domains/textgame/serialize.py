@@ -53,3 +53,8 @@ def prompt_text(t: Transition) -> str:
 
 def target_text(t: Transition) -> str:
     return dumps(state_diff(t.objects, t.score, t.next_objects, t.next_score))
+
+
+def trivial_text(t: Transition) -> str:
+    """The difference that changes nothing."""
+    return dumps(state_diff(t.objects, t.score, t.objects, t.score))

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from ..textdomain import TextDomain
 from . import data as webdata
-from .acctree import format_diff
+from .acctree import Diff, format_diff
 from .data import DataError, Transition
 from .options import WebData
-from .reward import f1_reward
+from .reward import answer_kind, f1_reward
 
 __all__ = ["DataError", "WebData", "WebDomain", "prompt_text", "target_text"]
 
@@ -34,6 +34,11 @@ def prompt_text(t: Transition) -> str:
 
 def target_text(t: Transition) -> str:
     return format_diff(t.diff)
+
+
+def trivial_text(t: Transition) -> str:
+    """The difference that changes nothing: every section empty."""
+    return format_diff(Diff())
 
 
 class WebDomain(TextDomain):
@@ -95,4 +100,9 @@ class WebDomain(TextDomain):
 
     prompt_text = staticmethod(prompt_text)
     target_text = staticmethod(target_text)
+    trivial_text = staticmethod(trivial_text)
+
+    @staticmethod
+    def kind_of(text: str, t: Transition) -> str:
+        return answer_kind(text)
 

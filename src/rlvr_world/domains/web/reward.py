@@ -51,3 +51,10 @@ def f1_reward(text: str, real: Diff) -> tuple[float, dict[str, float]]:
         return 0.0, {"precision": 0.0, "recall": 0.0, "f1": 0.0, "parsed": 0.0}
     scores = prf(parse_diff(text), real)
     return scores["f1"], {**scores, "parsed": 1.0}
+
+
+def answer_kind(text: str) -> str:
+    """What a response predicts: "no_change" (every section empty), a "change", or nothing readable ("invalid")."""
+    if not isinstance(text, str) or not has_answer(text):
+        return "invalid"
+    return "no_change" if not any(parse_diff(text).sections) else "change"
