@@ -17,13 +17,13 @@ from rlvr_world.engine.grpo import decision_advantages
 from rlvr_world.engine.rl import decided_right, decision_metrics, decisions
 
 
-def plain_decision_advantages(rewards, at, trivial, right, G, width, eps=1e-6):
+def plain_decision_advantages(rewards, at, attempt, right, G, width, eps=1e-6):
     """The same credit, one response at a time."""
     out = []
     for b in range(len(rewards) // G):
         idx = range(b * G, (b + 1) * G)
         deciding = [i for i in idx if at[i] >= 0]
-        attempts = [i for i in idx if not trivial[i]]
+        attempts = [i for i in idx if attempt[i]]
 
         def normalised(i, members, value):
             if i not in members:
@@ -46,10 +46,10 @@ def test_decision_advantages_match_a_plain_loop():
     rewards = torch.rand(N, generator=g)
     at = torch.randint(-1, W, (N,), generator=g)
     at[4:8] = torch.tensor([1, 2, 5, 0])  # one whole group that decides
-    trivial = torch.rand(N, generator=g) < 0.4
+    attempt = torch.rand(N, generator=g) < 0.6
     right = torch.rand(N, generator=g) < 0.5
-    adv, m = decision_advantages(rewards, at, trivial, right, G, W)
-    want = plain_decision_advantages(rewards.tolist(), at.tolist(), trivial.tolist(), right.tolist(), G, W)
+    adv, m = decision_advantages(rewards, at, attempt, right, G, W)
+    want = plain_decision_advantages(rewards.tolist(), at.tolist(), attempt.tolist(), right.tolist(), G, W)
     assert torch.allclose(adv, torch.tensor(want), atol=1e-4)
     assert 0 <= m["adv/decision_split_frac"] <= 1
 
@@ -58,7 +58,7 @@ def test_without_a_trivial_answer_the_split_is_grpo():
     from rlvr_world.engine.grpo import group_advantages
 
     r = torch.tensor([0.1, 0.5, 0.9, 0.2, 0.0, 1.0])
-    adv, _ = decision_advantages(r, torch.full((6,), -1), torch.zeros(6, dtype=torch.bool),
+    adv, _ = decision_advantages(r, torch.full((6,), -1), torch.ones(6, dtype=torch.bool),
                                  torch.zeros(6, dtype=torch.bool), 3, 4)
     want, _ = group_advantages(r, 3)
     assert torch.allclose(adv, want[:, None].expand(6, 4), atol=1e-5)
@@ -67,7 +67,7 @@ def test_without_a_trivial_answer_the_split_is_grpo():
 def test_the_decision_token_gets_no_push_when_a_group_agrees():
     # every response attempts (right), one reward each: only content credit, and none on the decision token
     r = torch.tensor([0.0, 0.5, 1.0])
-    adv, _ = decision_advantages(r, torch.tensor([2, 2, 2]), torch.zeros(3, dtype=torch.bool),
+    adv, _ = decision_advantages(r, torch.tensor([2, 2, 2]), torch.ones(3, dtype=torch.bool),
                                  torch.ones(3, dtype=torch.bool), 3, 5)
     assert torch.all(adv[:, :3] == 0) and adv[0, 3] < 0 < adv[2, 3]
 
@@ -87,7 +87,7 @@ def test_decisions_mark_the_departure_the_trivial_answer_and_who_was_right():
     none = Example([1], [5, 9, 2])
     rows = decisions(Tokens(), [[5, 6, 2], [5, 9, 2], [5, 6, 2], [5, 9, 2], [5, 7], [3, 2]],
                      [unchanged, unchanged, changed, changed, changed, none])
-    assert rows.tolist() == [[2, 1, 1], [1, 0, 1], [2, 1, 0], [1, 0, 0], [1, 2, 0], [-1, 0, 0]]
+    assert rows.tolist() == [[2, 1, 1], [1, 0, 1], [2, 1, 0], [1, 0, 0], [1, 2, 0], [-1, 0, 0]]  # [5, 7]: all decision
     assert decided_right(rows[:5]).tolist() == [True, False, False, True, False]  # unreadable is never right
     m = decision_metrics(rows[:5], torch.tensor([1.0, -1.0, -0.5, 0.5, -0.5]))
     assert m["decision/unchanged/trivial_frac"] == 0.5 and m["decision/changed/trivial_frac"] == pytest.approx(1 / 3)

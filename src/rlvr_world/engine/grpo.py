@@ -119,30 +119,32 @@ def _centered(values: torch.Tensor, members: torch.Tensor, group_size: int) -> t
 
 
 def decision_advantages(
-    rewards: torch.Tensor, decision_at: torch.Tensor, trivial: torch.Tensor, right: torch.Tensor, group_size: int,
+    rewards: torch.Tensor, decision_at: torch.Tensor, attempt: torch.Tensor, right: torch.Tensor, group_size: int,
     width: int, eps: float = 1e-6, scale: str = "group",
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Per-token advantages (N, width): the decision credited by its correctness, an attempt's content by its reward.
 
     rewards (N,): the task reward. decision_at (N,): the position of each
-    response's decision token, its first token that departs from the trivial
-    answer (for the trivial answer itself, its last token), or -1 where the
-    example has no trivial answer. trivial (N,) bool: the response is the
-    trivial answer. right (N,) bool: its decision (trivial or not) was right.
+    response's decision token: for a readable attempted change its first token
+    that departs from the trivial answer, for any other response (no change,
+    or nothing readable) its last token, since all of it is the decision; -1
+    where the example has no trivial answer. attempt (N,) bool: a readable
+    attempted change. right (N,) bool: the decision was right (no change where
+    nothing changes, a readable change elsewhere).
     Positions <= decision_at get the decision advantage, the group-normalised
-    correctness of the decision; later positions get the content advantage, the
-    reward against the mean of the group's attempts (responses that are not the
-    trivial answer), normalised over them. A group whose decisions all agree
-    leaves the decision where it is; the trivial answer has no content.
-    `scale` as in `group_advantages`, for both parts.
+    correctness of the decision; later positions (an attempt's content) get
+    the reward against the mean of the group's attempts, normalised over them.
+    A group whose decisions all agree leaves the decision where it is.
+    `scale` as in `group_advantages`, for both parts. Where no example has a
+    trivial answer and every response is an attempt, this is `group_advantages`.
     """
     N = rewards.numel()
     decides = decision_at >= 0  # (N,) responses to an example that has a trivial answer
     dd, dstd = _centered(right.float(), decides, group_size)  # (B, G), (B, 1)
-    cd, cstd = _centered(rewards, ~trivial, group_size)  # (B, G), (B, 1)
+    cd, cstd = _centered(rewards, attempt, group_size)  # (B, G), (B, 1)
     whole = lambda d, m: (d.pow(2).sum() / (m.sum() - 1).clamp(min=1)).sqrt()  # noqa: E731 - the batch's std
     dec = _rescale(dd, dstd, whole(dd, decides), scale, eps).view(N)  # (N,)
-    con = _rescale(cd, cstd, whole(cd, ~trivial), scale, eps).view(N)  # (N,)
+    con = _rescale(cd, cstd, whole(cd, attempt), scale, eps).view(N)  # (N,)
     pos = torch.arange(width)[None, :]  # (1, width)
     adv = torch.where(pos <= decision_at[:, None], dec[:, None], con[:, None])  # (N, width)
     split = dd.abs().amax(1) > 0  # (B,) groups whose decisions differ
@@ -150,7 +152,7 @@ def decision_advantages(
     flat = (r.max(dim=1).values == r.min(dim=1).values).float()  # (B,) groups whose rewards are all equal
     return adv, {"adv/flat_group_frac": flat.mean().item(), "adv/abs_mean": adv.abs().mean().item(),
                  "adv/decision_split_frac": split.float().mean().item(), "adv/decision_abs_mean": dec.abs().mean().item(),
-                 "adv/content_abs_mean": con[~trivial].abs().mean().item() if (~trivial).any() else 0.0}
+                 "adv/content_abs_mean": con[attempt].abs().mean().item() if attempt.any() else 0.0}
 
 
 def masked_sum(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -113,7 +113,7 @@ def collect(policy, domain: Domain, examples: Sequence[Example], cfg: RLConfig, 
     all_baselines = None if baseline is None else torch.cat([e["baseline"] for e in everyone])  # (B_all,)
     if cfg.estimator == "decision":
         at, kind = all_decided[:, 0], all_decided[:, 1]  # (N_all,) each
-        adv, adv_metrics = decision_advantages(all_rewards, at, kind == KINDS.index("no_change"),
+        adv, adv_metrics = decision_advantages(all_rewards, at, (kind == KINDS.index("change")) | (at < 0),
                                                decided_right(all_decided), G,
                                                max(1, max(n for e in everyone for n in e["lengths"])),
                                                scale=cfg.scale)  # (N_all, width)
@@ -150,8 +150,8 @@ KINDS = ("change", "no_change", "invalid")  # `Domain.answer_kind`, coded by pos
 
 
 def decisions(domain: Domain, responses: Sequence[Sequence[int]], examples: Sequence[Example]) -> torch.Tensor:
-    """(N, 3) long, per response to its example: where its decision token is (its first token that departs from the
-    trivial answer, the last for an answer of no change; -1: the example has no trivial answer), what it predicts
+    """(N, 3) long, per response to its example: where its decision token is (for a readable change its first token
+    that departs from the trivial answer, else its last; -1: the example has no trivial answer), what it predicts
     (`KINDS`), and whether the trivial answer is the target (the example's stratum: nothing changes)."""
     out = torch.zeros((len(responses), 3), dtype=torch.long)
     for i, (r, e) in enumerate(zip(responses, examples)):
@@ -162,7 +162,7 @@ def decisions(domain: Domain, responses: Sequence[Sequence[int]], examples: Sequ
         kind = domain.answer_kind(r, e)
         n = min(len(r), len(t))
         part = next((j for j in range(n) if r[j] != t[j]), n)  # the first token that departs from it
-        at = len(r) - 1 if kind == "no_change" else min(part, len(r) - 1)
+        at = min(part, len(r) - 1) if kind == "change" else len(r) - 1  # all of any other answer is its decision
         out[i] = torch.tensor([max(at, 0), KINDS.index(kind), e.target_ids == t])
     return out
 
