@@ -30,6 +30,8 @@ from rlvr_world.domains.jsonl import synthetic  # noqa: E402
 from rlvr_world.engine.checkpoint import save_json  # noqa: E402
 from rlvr_world.seeds import summarise  # noqa: E402
 
+RECIPES = {"decision": ["--rl.advantage", "decision"], "grpo": ["--rl.advantage", "grpo"],
+           "balanced": ["--rl.advantage", "decision", "--rl.balance-strata"]}  # name -> options
 SHARED = ("tokenizer", "mle", "eval_mle.json", "phases.json", "config.json", "timings.json")  # one MLE, many RLs
 
 
@@ -47,7 +49,7 @@ def run(share: float, seed: int, recipe: str, first: Path | None, root: Path, ex
     if not (out / "results.json").is_file():
         cmd = ["rlvr-world", "run", "--domain", "jsonl", "--data.train-path", str(data / "train.jsonl"),
                "--data.test-path", str(data / "test.jsonl"), "--out", str(out), "--results",
-               str(out / "results.json"), "--mle.seed", str(seed), "--rl.seed", str(seed), "--rl.advantage", recipe,
+               str(out / "results.json"), "--mle.seed", str(seed), "--rl.seed", str(seed), *RECIPES[recipe],
                *(["--resume"] if out.exists() else []), *extra]
         print("+", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
@@ -89,13 +91,14 @@ def plot(out: dict, path: Path) -> None:
         keys = list(out["cells"])
         for i, key in enumerate(keys):
             diffs = [r["rlvr"][g] - r["mle"][g] for r in out["cells"][key]["runs"]]
-            color = "tab:blue" if key.endswith("decision") else "tab:red"
+            color = {"decision": "tab:blue", "grpo": "tab:red"}.get(key.split("/")[1], "tab:green")
             ax.bar(i, sum(diffs) / len(diffs), color=color, alpha=0.6)
             ax.scatter([i] * len(diffs), diffs, color="k", s=10, zorder=3)
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xticks(range(len(keys)), [k.replace("/", "\n") for k in keys], fontsize=7)
         ax.set_title(f"RLVR - MLE, {g} (points)")
-    fig.suptitle("synthetic household: the decision split (blue) against plain GRPO (red); dots: seeds", fontsize=9)
+    fig.suptitle("synthetic household: the decision split (blue), balanced between strata (green), plain GRPO (red); "
+                 "dots: seeds", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -105,7 +108,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--shares", type=float, nargs="+", default=[0.25, 0.5, 0.75])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--recipes", nargs="+", default=["decision", "grpo"])
+    p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     p.add_argument("--root", default="runs/synthetic", help="where the data and run directories go")
     p.add_argument("--out", default="results/recipe-synthetic.json")
     a, extra = p.parse_known_args()

@@ -120,7 +120,7 @@ def _centered(values: torch.Tensor, members: torch.Tensor, group_size: int) -> t
 
 def decision_advantages(
     rewards: torch.Tensor, decision_at: torch.Tensor, attempt: torch.Tensor, right: torch.Tensor, group_size: int,
-    width: int, eps: float = 1e-6, scale: str = "group",
+    width: int, eps: float = 1e-6, scale: str = "group", unchanged: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Per-token advantages (N, width): the decision credited by its correctness, an attempt's content by its reward.
 
@@ -137,6 +137,15 @@ def decision_advantages(
     A group whose decisions all agree leaves the decision where it is.
     `scale` as in `group_advantages`, for both parts. Where no example has a
     trivial answer and every response is an attempt, this is `group_advantages`.
+
+    With `unchanged` (N,) bool, the stratum of each response's example (the
+    trivial answer is its target), the decision is balanced between the
+    strata: each stratum's decision advantages are scaled so that its total
+    push, the sum of their absolute values, is the smaller of the two strata's.
+    The pushes toward "nothing changes" (from unchanged examples) and away from
+    it (from changed ones) then cancel on what the strata share, and what
+    moves is how well the model tells them apart; a stratum whose decisions
+    all agree holds the decision where it is.
     """
     N = rewards.numel()
     decides = decision_at >= 0  # (N,) responses to an example that has a trivial answer
@@ -144,6 +153,8 @@ def decision_advantages(
     cd, cstd = _centered(rewards, attempt, group_size)  # (B, G), (B, 1)
     whole = lambda d, m: (d.pow(2).sum() / (m.sum() - 1).clamp(min=1)).sqrt()  # noqa: E731 - the batch's std
     dec = _rescale(dd, dstd, whole(dd, decides), scale, eps).view(N)  # (N,)
+    if unchanged is not None:
+        dec = balanced(dec, unchanged & decides, ~unchanged & decides)
     con = _rescale(cd, cstd, whole(cd, attempt), scale, eps).view(N)  # (N,)
     pos = torch.arange(width)[None, :]  # (1, width)
     adv = torch.where(pos <= decision_at[:, None], dec[:, None], con[:, None])  # (N, width)
@@ -153,6 +164,16 @@ def decision_advantages(
     return adv, {"adv/flat_group_frac": flat.mean().item(), "adv/abs_mean": adv.abs().mean().item(),
                  "adv/decision_split_frac": split.float().mean().item(), "adv/decision_abs_mean": dec.abs().mean().item(),
                  "adv/content_abs_mean": con[attempt].abs().mean().item() if attempt.any() else 0.0}
+
+
+def balanced(adv: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(N,) advantages with the rows of `a` and of `b` (N,) bool each scaled to the smaller one's total |push|."""
+    push_a, push_b = adv[a].abs().sum(), adv[b].abs().sum()  # () each
+    target = torch.minimum(push_a, push_b)  # ()
+    scale = torch.ones_like(adv)  # (N,)
+    scale[a] = target / push_a.clamp(min=1e-12)
+    scale[b] = target / push_b.clamp(min=1e-12)
+    return adv * scale
 
 
 def masked_sum(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -83,6 +83,9 @@ class RLConfig:
     # attempts (docs/grpo.md: plain GRPO collapses toward "nothing changes"); "grpo": one group-relative reward.
     # Token credit and the greedy baseline are estimators of their own: with either, this option is not read
     advantage: str = "decision"
+    # with the decision split: scale each stratum's decision credit (nothing changes / something does) to the smaller
+    # stratum's total, so that the two pull equally on what they share and only telling them apart is learned
+    balance_strata: bool = False
 
     @property
     def estimator(self) -> str:

@@ -116,7 +116,8 @@ def collect(policy, domain: Domain, examples: Sequence[Example], cfg: RLConfig, 
         adv, adv_metrics = decision_advantages(all_rewards, at, (kind == KINDS.index("change")) | (at < 0),
                                                decided_right(all_decided), G,
                                                max(1, max(n for e in everyone for n in e["lengths"])),
-                                               scale=cfg.scale)  # (N_all, width)
+                                               scale=cfg.scale,
+                                               unchanged=all_decided[:, 2].bool() if cfg.balance_strata else None)
     else:
         adv, adv_metrics = group_advantages(all_rewards, G, baseline=all_baselines, scale=cfg.scale)  # (N_all,)
     adv_metrics.update(decision_metrics(all_decided, adv))
