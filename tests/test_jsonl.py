@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from rlvr_world.domains.jsonl.records import REWARDS, DataError, Record, RewardTable, read_records, target_text
+from rlvr_world.domains.jsonl.records import (REWARDS, DataError, Record, RewardTable, check_user_reward, read_records,
+                                             target_text)
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
@@ -66,10 +67,30 @@ def test_a_reward_of_your_own(tmp_path, monkeypatch):
     table = RewardTable(REWARDS)
     assert "myreward:lamp_right" in table and "nope" not in table
     r = Record({"lamp": "off"}, "on", {"lamp": "on"})
-    assert table["myreward:lamp_right"](target_text(r), r) == (1.0, {"parsed": 1.0, "lamp": 1.0})
+    assert table["myreward:lamp_right"](target_text(r), r) == (1.0, {"parsed": 1.0, "reward_error": 0.0, "lamp": 1.0})
     assert table["myreward:lamp_right"]("junk", r)[0] == 0.0
     with pytest.raises(ValueError, match="cannot load the reward"):
         "myreward:missing" in table
+
+
+def test_a_reward_of_your_own_that_fails_is_caught_before_work_and_scores_0_during_rl(tmp_path, monkeypatch, capsys):
+    (tmp_path / "picky.py").write_text(
+        "def door(pred, record):\n    return float(pred['door'] == record.next_state['door']), {}\n"
+        "def upside_down(pred, record):\n    return float(pred != record.next_state), {}\n")
+    monkeypatch.chdir(tmp_path)
+    table = RewardTable(REWARDS)
+    assert "picky:door" in table and "picky:upside_down" in table
+    lamp_only = Record({"lamp": "off"}, "on", {"lamp": "on"})
+    with pytest.raises(ValueError, match=r"the reward picky:door raised KeyError: 'door'"):
+        check_user_reward(table["picky:door"], [lamp_only])
+    with pytest.raises(ValueError, match="true next state .* below the prediction that nothing changes"):
+        check_user_reward(table["picky:upside_down"], [lamp_only])
+    check_user_reward(table["picky:door"], [Record({"door": "open"}, "push", {"door": "closed"})])
+    # during RL: scored 0 with the reason, warned once
+    for _ in range(3):
+        value, parts = table["picky:door"](target_text(lamp_only), lamp_only)
+        assert value == 0.0 and parts["reward_error"] == 1.0 and "KeyError" in parts["why"]
+    assert capsys.readouterr().err.count("warning: the reward picky:door raised KeyError") == 1
 
 
 def lamp_world(n: int, seed: int) -> list[dict]:
@@ -120,6 +141,14 @@ def test_run_on_your_own_jsonl_file(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "rlvr_world.cli", "run", "--domain", "jsonl", "--out",
                           str(tmp_path / "x")], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "--data.train-path" in bad.stderr and not (tmp_path / "x").exists()
+    # a reward of your own that fails on a true next state stops the run before any work, in one line
+    (tmp_path / "broken.py").write_text("def lamp(pred, record):\n    return pred['bulb'], {}\n")
+    broken = [a if a != "myreward:lamp" else "broken:lamp" for a in args]
+    broken[broken.index(str(out))] = str(tmp_path / "y")
+    bad = subprocess.run([sys.executable, "-m", "rlvr_world.cli", *broken], cwd=tmp_path, env=ENV,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "the reward broken:lamp raised KeyError: 'bulb'" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "y").exists()
 
 
 def test_the_text_game_exported_as_records_scores_like_the_text_game(tmp_path):

@@ -219,6 +219,7 @@ class Pipeline:
                              f"and eval_rlvr.json)")
         if cfg.rl.reward not in self.domain_cls.rewards:
             raise ValueError(f"unknown {cfg.domain} reward {cfg.rl.reward!r}; known: {', '.join(self.domain_cls.rewards)}")
+        self.domain_cls.check_reward(cfg.rl.reward, cfg.data)
         if cfg.model.init_from:
             self.init_dir = pretrained.resolve(cfg.model.init_from)
             vocab = json.loads((self.init_dir / "config.json").read_text()).get("vocab_size", 0)

@@ -81,6 +81,11 @@ class Domain:
     def check_data(data: Any) -> None:
         """Raise a one-line error when the domain's data cannot be read (before anything is written)."""
 
+    @classmethod
+    def check_reward(cls, name: str, data: Any) -> None:
+        """Raise a one-line error when the named reward cannot score this data (e.g. a reward of the user's own
+        that fails on a true next state); after `check_data`, before anything is written."""
+
     @staticmethod
     def prepare(data: Any) -> None:
         """Make the data exist (e.g. collect or simulate it once into the cache); after the checks, before training."""

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from ..textdomain import TextDomain
 from .options import JsonlData
-from .records import REWARDS, DataError, Record, RewardTable, prompt_text, kind_of, read_records, target_text, trivial_text
+from .records import (REWARDS, DataError, Record, RewardTable, check_user_reward, kind_of, prompt_text, read_records,
+                      target_text, trivial_text)
 
 __all__ = ["DataError", "JsonlData", "JsonlDomain"]
 
@@ -44,6 +45,12 @@ class JsonlDomain(TextDomain):
         train, test = read_records(data.train_path), read_records(data.test_path)
         if train[0].structured != test[0].structured:
             raise DataError("the train and test files hold different kinds of states (strings and JSON objects)")
+
+    @classmethod
+    def check_reward(cls, name: str, data: JsonlData) -> None:
+        reward = cls.rewards[name]
+        if hasattr(reward, "raw"):  # a reward of the user's own
+            check_user_reward(reward, read_records(data.train_path))
 
     @staticmethod
     def describe(data: JsonlData) -> dict:

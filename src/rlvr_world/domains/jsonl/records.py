@@ -202,10 +202,15 @@ def user_reward(spec: str):
     """The reward `module:function` names: `function(predicted next state, record) -> (value, parts)`.
 
     It is called only on responses that can be read (others score 0). It is
-    imported when the run starts, so a wrong name is one line before any work.
+    imported when the run starts, so a wrong name is one line before any work,
+    and `check_user_reward` tries it on training records before any work too.
+    During RL a call that raises, or returns a value that is not a finite
+    number, scores 0 with `parts["why"]` saying so, and a warning is printed
+    the first time each kind of failure happens: one bad record does not end a
+    run, and the reward parts logged per step count such calls
+    (`reward/reward_error`).
     """
     import importlib
-    import math
     import os
     import sys
 
@@ -218,19 +223,49 @@ def user_reward(spec: str):
         fn = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as e:
         raise ValueError(f"cannot load the reward {spec}: {e}") from None
+    warned: set[str] = set()
 
     def reward(text: str, r: Record) -> tuple[float, dict[str, Any]]:
         pred, why = predicted_state(text, r)
         if pred is None:
             return 0.0, {"parsed": 0.0, "why": why}
-        value, parts = fn(pred, r)
-        value = float(value)
-        if not math.isfinite(value):
-            raise ValueError(f"the reward {spec} returned {value}")
-        return value, {"parsed": 1.0, **{k: float(v) for k, v in dict(parts).items() if isinstance(v, (int, float))}}
+        try:
+            value, parts = called(spec, fn, pred, r)
+        except ValueError as e:
+            if type(e.__cause__).__name__ not in warned:
+                warned.add(type(e.__cause__).__name__)
+                print(f"warning: {e}; such calls score 0 (said once per kind of failure)", file=sys.stderr)
+            return 0.0, {"parsed": 1.0, "reward_error": 1.0, "why": str(e)}
+        return value, {"parsed": 1.0, "reward_error": 0.0, **parts}
 
     reward.__doc__ = fn.__doc__
+    reward.spec, reward.raw = spec, fn
     return reward
+
+
+def called(spec: str, fn, pred, r: Record) -> tuple[float, dict[str, float]]:
+    """`fn(pred, r)` as (finite value, numeric parts), or a one-line ValueError naming `spec`."""
+    import math
+
+    try:
+        value, parts = fn(pred, r)
+        value = float(value)
+    except Exception as e:  # noqa: BLE001 - the user's code: any failure becomes one line
+        raise ValueError(f"the reward {spec} raised {type(e).__name__}: {e}") from e
+    if not math.isfinite(value):
+        raise ValueError(f"the reward {spec} returned {value}") from ArithmeticError()
+    return value, {k: float(v) for k, v in dict(parts or {}).items() if isinstance(v, (int, float))}
+
+
+def check_user_reward(reward, records: list[Record], n: int = 20) -> None:
+    """Before any work: the reward returns a finite number on the true next state of the first `n` records, and
+    scores it at least as high as the prediction "nothing changes"; else a one-line ValueError."""
+    for i, r in enumerate(records[:n], 1):
+        truth, _ = called(reward.spec, reward.raw, r.next_state, r)
+        nothing, _ = called(reward.spec, reward.raw, r.state, r)
+        if truth < nothing:
+            raise ValueError(f"the reward {reward.spec} scores record {i}'s true next state ({truth:g}) below "
+                             f"the prediction that nothing changes ({nothing:g}): it should score being right highest")
 
 
 class RewardTable(dict):

@@ -9,8 +9,10 @@ from .options import TextGameData
 
 def default() -> RunConfig:
     """All games, one MLE epoch, a 200-transition test subset"""
+    # RL sees as many unchanged as changed transitions: the decision split (`RLConfig.advantage`) learns whether
+    # anything changes at the mix it is shown
     return RunConfig(
-        data=TextGameData(rl_unchanged_ratio=0.25),
+        data=TextGameData(rl_unchanged_ratio=1.0),
         mle=MLEConfig(epochs=1.0, lr=2e-3),
         rl=RLConfig(steps=12, prompts_per_step=8, group_size=8, micro_batch_size=32, eval_every=4),
         eval_limit=200, curve_limit=100,
