@@ -30,8 +30,9 @@ from rlvr_world.domains.jsonl import synthetic  # noqa: E402
 from rlvr_world.engine.checkpoint import save_json  # noqa: E402
 from rlvr_world.seeds import summarise  # noqa: E402
 
-RECIPES = {"decision": ["--rl.advantage", "decision"], "grpo": ["--rl.advantage", "grpo"],
-           "balanced": ["--rl.advantage", "decision", "--rl.balance-strata"]}  # name -> options
+RECIPES = {"decision": ["--rl.advantage", "decision", "--rl.balance-strata", "false"],
+           "grpo": ["--rl.advantage", "grpo"],
+           "balanced": ["--rl.advantage", "decision", "--rl.balance-strata", "true"]}  # name -> options
 SHARED = ("tokenizer", "mle", "eval_mle.json", "phases.json", "config.json", "timings.json")  # one MLE, many RLs
 
 

@@ -3,6 +3,7 @@ of each language domain, the diagnostics of a collapse, and the synthetic househ
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -153,3 +154,27 @@ def test_synthetic_command_line_refuses_a_share_outside_0_1(tmp_path):
     p = subprocess.run([sys.executable, "-m", "rlvr_world.domains.jsonl.synthetic", "--out", str(tmp_path),
                         "--changed", "1.5"], capture_output=True, text=True)
     assert p.returncode == 2 and "[0, 1]" in p.stderr and not list(tmp_path.iterdir())
+
+
+def test_rl_with_the_defaults_keeps_both_strata_on_the_synthetic_environment(tmp_path):
+    """What a user does with their own environment: the CLI on JSON-lines records, half of them changing. RL must
+    lower neither stratum beyond noise (one-sided McNemar, 5%); the model is small, the budget the suite's."""
+    synthetic.write(tmp_path, 0.5, 800, 160, seed=5)
+    out = tmp_path / "run"
+    args = ["run", "--domain", "jsonl", "--data.train-path", "train.jsonl", "--data.test-path", "test.jsonl",
+            "--out", str(out), "--results", str(out / "results.json"), "--threads", "1", "--vocab-size", "400",
+            "--model.hidden-size", "96", "--model.num-layers", "2", "--model.num-heads", "2", "--mle.epochs", "30",
+            "--mle.lr", "3e-3", "--mle.batch-tokens", "4000", "--rl.steps", "20", "--rl.eval-every", "0",
+            "--curve-limit", "0"]
+    p = subprocess.run([sys.executable, "-m", "rlvr_world.cli", *args], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    assert res["mle"]["unchanged"] > 60 and res["mle"]["changed"] > 20  # MLE learned some of each stratum
+    assert res["trivial"] == {"unchanged": 100.0, "changed": 0.0, "overall": res["trivial"]["overall"]}
+    for g in ("unchanged", "changed"):
+        s = res["significance"][g]
+        assert not (s["delta"] < 0 and s["p"] / 2 < 0.05), (g, s)  # one-sided: a fall beyond noise
+    rows = [json.loads(line) for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
+    assert all("decision/changed/trivial_frac" in r for r in rows if "reward/mean" in r)
+    assert set(res["decision"]["mle"]["p_trivial"]) == {"unchanged", "changed"}

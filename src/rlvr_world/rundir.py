@@ -40,7 +40,7 @@ EXTENDABLE = ("rl.steps",)
 RL_DATA = "data.rl_"
 # Options added after runs were recorded, with the value that does what those runs did: a recorded phase without
 # the option was made with that value.
-ADDED = {"rl.scale": "group", "rl.advantage": "grpo"}
+ADDED = {"rl.scale": "group", "rl.advantage": "grpo", "rl.balance_strata": False}
 # What a run writes into its directory (`--overwrite` clears these and nothing else).
 RUN_FILES = ("config.json", "phases.json", "timings.json", "results.json", "results.md", "results.png",
              "eval_mle.json", "eval_rlvr.json", "eval_mle.partial.jsonl", "eval_rlvr.partial.jsonl", "tokenizer", "mle",

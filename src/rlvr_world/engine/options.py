@@ -85,7 +85,8 @@ class RLConfig:
     advantage: str = "decision"
     # with the decision split: scale each stratum's decision credit (nothing changes / something does) to the smaller
     # stratum's total, so that the two pull equally on what they share and only telling them apart is learned
-    balance_strata: bool = False
+    # (unbalanced, the stratum whose decisions are less certain moves the other's: docs/grpo.md)
+    balance_strata: bool = True
 
     @property
     def estimator(self) -> str:
