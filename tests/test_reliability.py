@@ -161,6 +161,7 @@ def test_rl_data_options_bind_rl_alone_so_rl_reruns_from_a_finished_mle_model(tm
     from rlvr_world.domains.textgame.presets import default
 
     cfg = default()
+    cfg.data.rl_unchanged_ratio = 0.25
     mle, rl = rundir.fingerprint(cfg, "mle"), rundir.fingerprint(cfg, "rl")
     assert "data.rl_unchanged_ratio" not in mle and "data.mle_unchanged_ratio" in mle
     assert rl["data.rl_unchanged_ratio"] == 0.25 and "data.rl_unchanged_ratio" in rundir.fingerprint(cfg, "eval_rlvr")

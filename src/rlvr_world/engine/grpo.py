@@ -144,8 +144,10 @@ def decision_advantages(
     push, the sum of their absolute values, is the smaller of the two strata's.
     The pushes toward "nothing changes" (from unchanged examples) and away from
     it (from changed ones) then cancel on what the strata share, and what
-    moves is how well the model tells them apart; a stratum whose decisions
-    all agree holds the decision where it is.
+    moves is how well the model tells them apart. A stratum that pushes alone
+    (the other's groups all decided alike) keeps its push: a model that always
+    answers "nothing changes" can still learn to attempt changes, and it is
+    balanced again once the unchanged transitions start to be answered wrong.
     """
     N = rewards.numel()
     decides = decision_at >= 0  # (N,) responses to an example that has a trivial answer
@@ -167,8 +169,11 @@ def decision_advantages(
 
 
 def balanced(adv: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(N,) advantages with the rows of `a` and of `b` (N,) bool each scaled to the smaller one's total |push|."""
+    """(N,) advantages with the rows of `a` and of `b` (N,) bool each scaled to the smaller one's total |push|, when
+    both push; a set that pushes alone keeps its advantages (nothing opposes it yet)."""
     push_a, push_b = adv[a].abs().sum(), adv[b].abs().sum()  # () each
+    if push_a == 0 or push_b == 0:
+        return adv
     target = torch.minimum(push_a, push_b)  # ()
     scale = torch.ones_like(adv)  # (N,)
     scale[a] = target / push_a.clamp(min=1e-12)
