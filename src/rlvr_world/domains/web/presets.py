@@ -11,7 +11,7 @@ def web() -> RunConfig:
     """~25 min: 44 MiniWoB tasks x 12 episodes collected, 12 MLE epochs, 30 RL steps"""
     return RunConfig(
         domain="web", out="runs/web", results="results/web-default.json",
-        data=WebData(mle_unchanged_ratio=0.25),
+        data=WebData(mle_unchanged_ratio=0.25, rl_unchanged_ratio=1.0),  # RL on both strata (the decision split)
         mle=MLEConfig(epochs=12.0, lr=3e-3),
         rl=RLConfig(reward="f1", steps=30, prompts_per_step=8, group_size=8, micro_batch_size=32,
                     max_new_tokens=256, eval_every=10),
@@ -23,7 +23,7 @@ def web_full() -> RunConfig:
     """~1.2 h: three times the episodes of `web`, 8 MLE epochs, 120 RL steps"""
     return RunConfig(
         domain="web", out="runs/web-full", results="results/web.json",
-        data=WebData(episodes_per_task=36, mle_unchanged_ratio=0.25),
+        data=WebData(episodes_per_task=36, mle_unchanged_ratio=0.25, rl_unchanged_ratio=1.0),
         # test prompts are never cut: the longest of this collection is ~3,800 tokens of its BPE tokenizer
         model=ModelConfig(max_positions=4096),
         mle=MLEConfig(epochs=8.0, lr=3e-3),
@@ -41,7 +41,7 @@ def web_pretrained() -> RunConfig:
     # not yet timed here: the budget (one SFT epoch, 30 RL steps) is set from the text game's measured costs
     return RunConfig(
         domain="web", out="runs/web-pretrained", results="results/web-pretrained.json",
-        data=WebData(episodes_per_task=36, mle_unchanged_ratio=0.25),
+        data=WebData(episodes_per_task=36, mle_unchanged_ratio=0.25, rl_unchanged_ratio=1.0),
         model=ModelConfig(init_from="smollm2-135m", lora_rank=32, lora_alpha=16.0),
         mle=MLEConfig(epochs=1.0, lr=3e-4, warmup_steps=10, batch_tokens=4096, weight_decay=0.0, save_every=20),
         rl=RLConfig(reward="f1", steps=30, prompts_per_step=6, group_size=6, micro_batch_size=6,
