@@ -70,7 +70,8 @@ def markdown(out: dict) -> str:
         share, recipe = key.split("/")
         runs = cell["runs"]
         mean = lambda model, g: sum(r[model][g] for r in runs) / len(runs)  # noqa: E731
-        trio = lambda model: " / ".join(f"{mean(model, g):.1f}" for g in ("unchanged", "changed", "overall"))  # noqa: E731
+        groups = ("unchanged", "changed", "overall")
+        trio = lambda model: " / ".join(f"{mean(model, g):.1f}" for g in groups)  # noqa: E731
         diffs = []
         for g in ("unchanged", "changed", "overall"):
             s = cell["seeds"][g]

@@ -164,7 +164,8 @@ def decision_advantages(
     r = rewards.float().view(-1, group_size)  # (B, G)
     flat = (r.max(dim=1).values == r.min(dim=1).values).float()  # (B,) groups whose rewards are all equal
     return adv, {"adv/flat_group_frac": flat.mean().item(), "adv/abs_mean": adv.abs().mean().item(),
-                 "adv/decision_split_frac": split.float().mean().item(), "adv/decision_abs_mean": dec.abs().mean().item(),
+                 "adv/decision_split_frac": split.float().mean().item(),
+                 "adv/decision_abs_mean": dec.abs().mean().item(),
                  "adv/content_abs_mean": con[attempt].abs().mean().item() if attempt.any() else 0.0}
 
 

@@ -102,7 +102,7 @@ def collect(policy, domain: Domain, examples: Sequence[Example], cfg: RLConfig, 
     baseline = None if greedy is None else torch.tensor([domain.score(cfg.reward, r, e)[0]
                                                          for r, e in zip(greedy, examples)])  # (B,)
     # ---- advantage, over the whole batch --------------------------------
-    decided = decisions(domain, responses, [examples[i // G] for i in range(len(responses))])  # (N, 3): at, kind, unchanged
+    decided = decisions(domain, responses, [examples[i // G] for i in range(len(responses))])  # (N, 3)
     everyone = dist.gather({"rewards": rewards, "baseline": baseline, "parts": [p for _, p in scored],
                             "lengths": [len(r) for r in responses], "finished": out.finished, "decided": decided})
     first = sum(len(e["rewards"]) for e in everyone[: dist.rank()])  # where this process's rows start

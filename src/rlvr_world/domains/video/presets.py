@@ -50,8 +50,8 @@ def video_full() -> RunConfig:
         # from one MLE model: LPIPS -0.0020 / -0.0019 single-step, -0.0017 / -0.0020 multi-step (p <= 5e-24), PSNR
         # n.s.; from the same model -(MAE + 1 - SSIM) improved every single-step metric (p <= 8e-4), LPIPS -0.0009.
         # docs/video.md.
-        rl=RLConfig(reward="mae_lpips", credit="token", advantage="grpo", baseline="greedy", steps=150, prompts_per_step=32,
-                    group_size=4, micro_batch_size=32, max_new_tokens=256, lr=5e-5, temperature=0.6,
+        rl=RLConfig(reward="mae_lpips", credit="token", advantage="grpo", baseline="greedy", steps=150,
+                    prompts_per_step=32, group_size=4, micro_batch_size=32, max_new_tokens=256, lr=5e-5, temperature=0.6,
                     eval_every=25),
         max_new_tokens=256, curve_limit=48,
     )
@@ -66,8 +66,8 @@ def video_tiny() -> RunConfig:
                        bridge_rl_steps=1, lpips="alex"),  # AlexNet: ~30x cheaper than VGG16 on CPU
         model=ModelConfig(hidden_size=32, num_layers=1, num_heads=2, max_positions=128),
         mle=MLEConfig(epochs=3, lr=1e-2, batch_tokens=2000, warmup_steps=2, save_every=20),
-        rl=RLConfig(reward="mae_lpips", credit="token", advantage="grpo", steps=2, prompts_per_step=3, group_size=4, max_new_tokens=64,
-                    eval_every=1, save_every=1, lr=1e-3),
+        rl=RLConfig(reward="mae_lpips", credit="token", advantage="grpo", steps=2, prompts_per_step=3, group_size=4,
+                    max_new_tokens=64, eval_every=1, save_every=1, lr=1e-3),
         eval_limit=6, curve_limit=2, max_new_tokens=64, eval_batch_size=8,
     )
 
