@@ -6,7 +6,7 @@
     rlvr-world serve --model DIR [--port 8000]                    the model behind an OpenAI completions endpoint
     rlvr-world agent --mle DIR --rlvr DIR                         a web agent planning with world models (MiniWoB++)
     rlvr-world policy-eval --run runs/video                       robot policies evaluated inside video world models
-    rlvr-world export verl|trl --preset NAME [--out DIR]          a preset's data for verl or TRL (parquet)
+    rlvr-world export verl|trl [--domain D --data.* ...] [--out DIR]  a domain's data for verl or TRL (parquet)
 
 Every error a user can cause ends in one line on stderr and exit status 2.
 """
@@ -96,12 +96,12 @@ def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     pe = sub.add_parser("policy-eval", help="frame-based robot policies evaluated inside a video run's MLE and RLVR "
                                             "world models, against their true success in Meta-World")
     add_options(pe, PolicyEvalConfig())
-    from .integrations.export import ENGINES, ExportConfig
+    from .integrations.export import ENGINES, export_defaults
 
-    ex = sub.add_parser("export", help="a language preset's train/test transitions and rewards as verl or TRL "
+    ex = sub.add_parser("export", help="a language domain's train/test transitions and rewards as verl or TRL "
                                        "datasets (parquet)")
     ex.add_argument("engine", choices=ENGINES, help="the RL engine whose dataset format to write")
-    add_options(ex, ExportConfig())
+    add_options(ex, export_defaults(known.preset, known.domain))  # the preset's or --domain's data options
     return p
 
 
@@ -216,10 +216,11 @@ def cmd_policy_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from .integrations.export import ExportConfig, export
+    from .integrations.export import export, export_defaults
     from .pipeline import command_line
 
-    cfg = apply_overrides(ExportConfig(), args, skip=("command", "engine"))
+    cfg = apply_overrides(export_defaults(getattr(args, "preset", None), getattr(args, "domain", None)), args,
+                          skip=("command", "engine"))
     info = export(args.engine, cfg, command_line())
     print(json.dumps(info, indent=2))
 

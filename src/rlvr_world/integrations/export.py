@@ -1,6 +1,12 @@
-"""`rlvr-world export verl|trl`: a preset's train and test transitions as the engine's dataset files.
+"""`rlvr-world export verl|trl`: a language domain's train and test transitions as the engine's dataset files.
+
+    rlvr-world export trl --preset default --out DIR
+    rlvr-world export trl --domain jsonl --data.train-path train.jsonl --data.test-path test.jsonl --out DIR
 
     DIR/train.parquet, DIR/test.parquet, DIR/export.json (what was written, by which command)
+
+The data options are `run`'s (`--data.*` of the preset's domain, e.g. your
+own JSON-lines files), so a run and its export read the same transitions.
 
 verl (its `RLHFDataset` and reward managers): one row per transition with
 `data_source` (`rlvr_world/<domain>`, which `verl.compute_score` reads),
@@ -23,8 +29,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .rows import DATA_SOURCE, Row, rows, text_domain
 
@@ -33,16 +40,27 @@ ENGINES = ("verl", "trl")
 
 @dataclass
 class ExportConfig:
-    """A preset's language-domain data and rewards, written for another RL engine."""
+    """A language domain's data and rewards, written for another RL engine."""
 
-    preset: str = "default"  # whose data and RL reward (`rlvr-world run --preset`; a language domain's)
+    preset: str = "default"  # whose RL reward and default data (`rlvr-world run --preset`; default: the --domain's)
+    domain: str = "textgame"  # a language domain: textgame, web or jsonl (default: the preset's)
     out: str = ""  # the folder to write (default: runs/export/ENGINE-PRESET)
     limit: int = 0  # keep the first N rows of each split (0: all)
+    data: Any = field(default=None)  # the domain's data options, as `run` takes them (default: the preset's)
 
     def __post_init__(self):
         from ..config import require
 
         require(self, "", limit=">= 0")
+
+
+def export_defaults(preset_name: str | None = None, domain: str | None = None) -> ExportConfig:
+    """`export`'s options for a command line's --preset and --domain: the preset's domain and data options."""
+    from ..runconfig import preset, preset_for, presets
+
+    name = preset_for(preset_name, domain)
+    run = preset(name if name in presets() else "default")  # an unknown name is refused by `export`, in one line
+    return ExportConfig(preset=name, domain=run.domain, data=run.data)
 
 
 def verl_row(r: Row) -> dict:
@@ -67,25 +85,30 @@ def write_parquet(records: list[dict], path: Path) -> None:
 
 
 def export(engine: str, cfg: ExportConfig, command: str) -> dict:
-    """Write both splits of `cfg.preset` for `engine`; returns what `export.json` says."""
+    """Write both splits of `cfg.domain`'s data for `engine`, with `cfg.preset`'s RL reward; returns what
+    `export.json` says."""
     from ..runconfig import preset
 
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+    cls = text_domain(cfg.domain)
     run = preset(cfg.preset)
-    cls = text_domain(run.domain)
-    cls.check_data(run.data)
-    cls.prepare(run.data)  # e.g. the web domain collects its pages once (cached)
+    data = run.data if cfg.data is None else cfg.data
+    if run.domain != cfg.domain:
+        raise ValueError(f"--preset {cfg.preset} is a {run.domain} preset, not a {cfg.domain} one: give one of the two")
+    cls.check_data(data)
+    cls.prepare(data)  # e.g. the web domain collects its pages once (cached)
     out = Path(cfg.out or f"runs/export/{engine}-{cfg.preset}")
     out.mkdir(parents=True, exist_ok=True)
     to_row = verl_row if engine == "verl" else trl_row
     counts = {}
     for split in ("train", "test"):
-        rs = rows(run.domain, run.data, split, run.rl.reward, rl_unchanged_ratio=run.data.rl_unchanged_ratio,
+        rs = rows(cfg.domain, data, split, run.rl.reward, rl_unchanged_ratio=data.rl_unchanged_ratio,
                   seed=run.rl.seed, limit=cfg.limit)
         write_parquet([to_row(r) for r in rs], out / f"{split}.parquet")
         counts[split] = {"rows": len(rs), "changed": sum(r.group == "changed" for r in rs)}
-    info = {"command": command, "engine": engine, "preset": cfg.preset, "domain": run.domain,
-            "reward": run.rl.reward, "splits": counts, "files": [f"{s}.parquet" for s in counts]}
+    info = {"command": command, "engine": engine, "preset": cfg.preset, "domain": cfg.domain,
+            "data": dataclasses.asdict(data), "reward": run.rl.reward, "splits": counts,
+            "files": [f"{s}.parquet" for s in counts]}
     (out / "export.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
