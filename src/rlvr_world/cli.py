@@ -3,7 +3,7 @@
     rlvr-world run [--preset default|full|web] [--rl.steps 50 ...]   the whole pipeline
     rlvr-world eval --model DIR [--limit N]                       greedy evaluation of a saved model
     rlvr-world seeds A.json B.json ... [--out F.json]             is the gain larger than the seed spread?
-    rlvr-world serve --model DIR [--port 8000]                    the model behind an OpenAI completions endpoint
+    rlvr-world serve --model DIR [--port 8000]                    the model behind OpenAI-compatible endpoints
     rlvr-world agent --mle DIR --rlvr DIR                         a web agent planning with world models (MiniWoB++)
     rlvr-world policy-eval --run runs/video                       robot policies evaluated inside video world models
     rlvr-world export verl|trl [--domain D --data.* ...] [--out DIR]  a domain's data for verl or TRL (parquet)
@@ -84,7 +84,7 @@ def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                                               "plot go beside it)")
     from .serve import ServeConfig
 
-    sv = sub.add_parser("serve", help="a model behind an OpenAI-compatible completions endpoint")
+    sv = sub.add_parser("serve", help="a model behind OpenAI-compatible completions and chat endpoints")
     add_options(sv, ServeConfig())
     from .apps.webagent.options import AgentConfig
 
@@ -170,7 +170,7 @@ def cmd_seeds(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from . import device as dev
     from .engine import models, pretrained
-    from .serve import Completer, ServeConfig, make_server
+    from .serve import Completer, ServeConfig, default_max_tokens, make_server
     from .text import load_tokenizer
 
     cfg = apply_overrides(ServeConfig(), args, skip=("command",))
@@ -180,11 +180,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
     device = dev.pick_device(cfg.device)
     path = pretrained.resolve(cfg.model)
     model = models.load(path).to(device)
-    completer = Completer(model, load_tokenizer(path), cfg.name or cfg.model, max_tokens=cfg.max_tokens,
-                          autocast=dev.amp(device, cfg.dtype))
+    completer = Completer(model, load_tokenizer(path), cfg.name or cfg.model, autocast=dev.amp(device, cfg.dtype),
+                          max_tokens=cfg.max_tokens or default_max_tokens(path), max_batch=cfg.max_batch)
     server = make_server(completer, cfg.host, cfg.port, log=lambda line: print(line, file=sys.stderr, flush=True))
     host, port = server.server_address[:2]
-    print(f"serving {completer.name!r} at http://{host}:{port}/v1 (POST /v1/completions; Ctrl-C stops)", flush=True)
+    routes = "/v1/completions" + (", /v1/chat/completions" if completer.chat_template else "")
+    print(f"serving {completer.name!r} at http://{host}:{port}/v1 (POST {routes}; max_tokens {completer.max_tokens} "
+          f"unless a request says; Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
