@@ -86,6 +86,24 @@ def test_eval_command_on_a_saved_model(tiny_run, tmp_path):
     assert res["n"] == 3 and len(res["records"]) == 3
 
 
+def test_a_runs_config_json_runs_it_again(tiny_run, tmp_path):
+    """`--config RUN/config.json` is the run's own config: printed back as it is, and, with no preset named, it
+    continues the finished run in a copy of its directory (every phase's fingerprint the same: nothing retrained)."""
+    import shutil
+
+    import yaml
+
+    written = json.loads((tiny_run / "config.json").read_text())
+    printed = cli("run", "--config", str(tiny_run / "config.json"), "--print-config", cwd=tmp_path).stdout
+    assert yaml.safe_load(printed) == written
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run, copy, ignore=shutil.ignore_patterns(".lock"))
+    again = cli("run", "--config", str(tiny_run / "config.json"), "--out", str(copy), "--results",
+                str(copy / "results.json"), "--resume", cwd=tmp_path)
+    assert "| MLE |" in again.stdout and "made with other options" not in again.stderr
+    assert same_weights(copy / "rl" / "model", tiny_run / "rl" / "model")
+
+
 # in RL, an MLE model trained long enough to earn rewards, so that RL changes the weights and the test can fail
 @pytest.mark.parametrize("phase,extra", [("mle", ["--mle.epochs", "1"]),
                                          ("rl", ["--rl.steps", "6", "--mle.epochs", "10", "--curve-limit", "0"])])

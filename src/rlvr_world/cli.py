@@ -1,6 +1,6 @@
 """The `rlvr-world` command line.
 
-    rlvr-world run [--preset default|full|web] [--rl.steps 50 ...]   the whole pipeline
+    rlvr-world run [--preset NAME] [--config FILE] [--rl.steps 50 ...]  the whole pipeline
     rlvr-world eval --model DIR [--limit N]                       greedy evaluation of a saved model
     rlvr-world seeds A.json B.json ... [--out F.json]             is the gain larger than the seed spread?
     rlvr-world serve --model DIR [--port 8000]                    the model behind OpenAI-compatible endpoints
@@ -8,7 +8,11 @@
     rlvr-world policy-eval --run runs/video                       robot policies evaluated inside video world models
     rlvr-world export verl|trl [--domain D --data.* ...] [--out DIR]  a domain's data for verl or TRL (parquet)
 
-Every error a user can cause ends in one line on stderr and exit status 2.
+`run` starts from a preset (`run --help` lists them with what each is for), takes a config file's values over it
+(`--config FILE`, YAML or JSON: a run's own config.json works as it is) and the options given over both;
+`--print-config` prints the result as YAML, a config file, and runs nothing. Every command's `--help` lists its
+options, grouped by prefix (`--rl.*`, ...), each with its help, choices and default; `rlvr-world --version` names
+the version. Every error a user can cause ends in one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from .config import OneLineParser, add_options, apply_overrides, require, require_choice
+from . import __version__
+from .config import OneLineParser, add_options, apply_overrides, choices_of, require, require_choice, to_yaml
 from .rundir import run_config_of
 
 
@@ -37,12 +43,12 @@ class EvalConfig:
     max_new_tokens: int = 512  # longest response
     out: str = ""  # write the summary and per-example records to this JSON file
     device: str = "auto"  # auto, cpu, cuda, ...
-    dtype: str = "auto"  # auto, bf16 or fp32
+    dtype: Literal["auto", "bf16", "fp32"] = "auto"  # auto (bf16 autocast where the hardware has it), bf16 or fp32
     threads: int = 0  # torch CPU threads (0: one per core)
     data: Any = field(default=None)  # the domain's data options (default: the run's own, from its config.json)
 
     def __post_init__(self):
-        require_choice(self, "", dtype=("auto", "bf16", "fp32"))
+        require_choice(self, "", **choices_of(self))
         require(self, "", limit=">= 0", batch_size=">= 1", max_new_tokens=">= 1", threads=">= 0")
 
 
@@ -60,22 +66,41 @@ def eval_defaults(model: str | None, domain: str | None) -> EvalConfig:
 
 
 def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    """The command line; `run` offers the options of the preset named in `argv` (its domain's data options)."""
-    from .runconfig import preset, preset_for, presets
+    """The command line; `run` offers the options of the preset named in `argv` (its domain's data options), or of
+    the config file's, with the file's values as their defaults."""
+    from .domains import DOMAINS
+    from .runconfig import presets, reward_names, run_start
 
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--preset")
     pre.add_argument("--domain")
     pre.add_argument("--model")
+    pre.add_argument("--config")
     known = pre.parse_known_args(argv)[0]
-    name = preset_for(known.preset, known.domain)
 
     p = OneLineParser(prog="rlvr-world", description="World models post-trained with RLVR.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    run = sub.add_parser("run", help="tokenizer -> MLE -> RLVR -> evaluation -> results")
-    run.add_argument("--preset", choices=tuple(presets()), default=None,
-                     help="named configuration (default: the --domain's own, else default)")
-    add_options(run, preset(name if name in presets() else "default"))
+    run = sub.add_parser("run", help="tokenizer -> MLE -> RLVR -> evaluation -> results",
+                         usage="%(prog)s [--preset NAME] [--config FILE] [--print-config] [--OPTION VALUE ...]",
+                         description="The whole pipeline on one domain: tokenizer -> MLE -> RLVR -> evaluation -> "
+                                     "results.\nA run takes a preset's values, a config file's over them, and the "
+                                     "options given over both.", epilog=preset_list(),
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--preset", choices=tuple(presets()), default=None, metavar="NAME",
+                     help="named configuration, listed below (default: the config file's preset, else the --domain's "
+                          "first, else default)")
+    run.add_argument("--config", metavar="FILE", help="a YAML or JSON config file (e.g. configs/jsonl.yaml, or a run's "
+                     "own config.json): its values replace the preset's; flags given beside it replace the file's")
+    run.add_argument("--print-config", action="store_true",
+                     help="print the resolved config as YAML (a config file for --config) and exit without running")
+    is_run = (sys.argv[1:] if argv is None else argv)[:1] == ["run"]
+    try:  # an unknown preset is refused by the parser below, in one line
+        _, start = run_start(known.preset if known.preset in presets() else None, known.domain,
+                             known.config if is_run else None)
+    except ValueError as e:  # a config file that cannot be used
+        p.exit(2, f"{p.prog}: error: {e}\n")
+    add_options(run, start, choices={"domain": tuple(DOMAINS), "rl.reward": reward_names(start.domain)})
     ev = sub.add_parser("eval", help="greedy evaluation of a saved model")
     add_options(ev, eval_defaults(known.model, known.domain))
     se = sub.add_parser("seeds", help="RLVR - MLE over runs that differ in their seed: mean, SD, t-test")
@@ -105,13 +130,48 @@ def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return p
 
 
-def cmd_run(args: argparse.Namespace) -> None:
-    from .pipeline import Pipeline, command_line
-    from .runconfig import preset, preset_for
+def preset_list() -> str:
+    """`run --help`'s list of presets, by domain, each with the first line of its docstring."""
+    from shutil import get_terminal_size
+    from textwrap import fill
 
-    cfg = apply_overrides(preset(preset_for(args.preset, getattr(args, "domain", None))), args,
-                          skip=("command", "preset"))
+    from .runconfig import preset_summaries
+
+    width = max(80, get_terminal_size().columns - 2)  # as wide as argparse writes the options
+    lines = ["presets (--preset NAME), by domain; the first of each is what --domain DOMAIN alone runs:"]
+    for domain, summaries in preset_summaries().items():
+        lines.append(f"  {domain}:")
+        lines += [fill(doc, width, initial_indent=f"    {name:<20} ", subsequent_indent=" " * 25,
+                       break_on_hyphens=False) for name, doc in summaries.items()]
+    return "\n".join(lines + ["", fill("`rlvr-world run --preset NAME --print-config > FILE.yaml` writes a preset as a "
+                                    "config file to edit and run with --config FILE.yaml.", width)])
+
+
+def run_config(args: argparse.Namespace):
+    """`run`'s config: the preset, the config file's values over it, the options given over both; and the preset."""
+    from .runconfig import run_start
+
+    name, start = run_start(args.preset, getattr(args, "domain", None), args.config)
+    return apply_overrides(start, args, skip=("command", "preset", "config", "print_config")), name
+
+
+def print_config(args: argparse.Namespace) -> None:
+    """`run --print-config`: the resolved config as YAML, a config file that `run --config` takes back."""
+    from .domains import DOMAINS
+    from .runconfig import preset_summaries, reward_names
+
+    cfg, name = run_config(args)
+    about = {k: v for summaries in preset_summaries().values() for k, v in summaries.items()}[name]
+    header = [f"written by: rlvr-world {shlex.join(sys.argv[1:])}", f"preset {name}: {about}",
+              *([f"with the values of {args.config} over the preset's"] if args.config else []),
+              "rlvr-world run --config FILE runs it; flags given beside --config override its values"]
+    print(to_yaml(cfg, header, choices={"domain": tuple(DOMAINS), "rl.reward": reward_names(cfg.domain)}), end="")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    cfg, _ = run_config(args)
     from .engine import distributed as dist
+    from .pipeline import Pipeline, command_line
 
     res = Pipeline(cfg).run(command_line())
     dist.teardown()
@@ -235,6 +295,13 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser(argv).parse_args(argv)  # light: help and option errors come back before torch loads
+    if getattr(args, "print_config", False):  # light too
+        try:
+            print_config(args)
+        except ValueError as e:
+            sys.stderr.write(f"rlvr-world: error: {e}\n")
+            return 2
+        return 0
     from .device import quiet_hf
 
     quiet_hf()

@@ -7,8 +7,9 @@ loading torch. Each field's comment is its `--help` text.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from ..config import require, require_choice
+from ..config import choices_of, require, require_choice
 
 
 @dataclass
@@ -71,18 +72,19 @@ class RLConfig:
     eval_every: int = 20  # steps between greedy evaluations on the eval subset (0: never)
     save_every: int = 20  # steps between checkpoints
     seed: int = 0  # prompt order and sampling
-    credit: str = "sequence"  # "sequence": an advantage per response (the paper); "token": per token (token_rewards)
+    # "sequence": an advantage per response (the paper); "token": per token (the domain's token_rewards)
+    credit: Literal["sequence", "token"] = "sequence"
     # "group": rewards against the group mean (GRPO); "greedy": against the greedy response's (ReMax), and with token
     # credit only the tokens that depart from the greedy response's are credited
-    baseline: str = "group"
+    baseline: Literal["group", "greedy"] = "group"
     # what divides the deviations from the baseline: each group's spread (GRPO, the paper), the whole batch's, or
     # nothing (Dr. GRPO): "batch" and "none" keep a group with near-equal rewards from pushing as hard as any other
-    scale: str = "group"
+    scale: Literal["group", "batch", "none"] = "group"
     # "decision": where the domain has a trivial answer ("nothing changes"), the tokens up to where a response parts
     # from it are credited by whether that decision was right, the rest by the reward against the group's other
     # attempts (docs/grpo.md: plain GRPO collapses toward "nothing changes"); "grpo": one group-relative reward.
     # Token credit and the greedy baseline are estimators of their own: with either, this option is not read
-    advantage: str = "decision"
+    advantage: Literal["decision", "grpo"] = "decision"
     # with the decision split: scale each stratum's decision credit (nothing changes / something does) to the smaller
     # stratum's total, so that the two pull equally on what they share and only telling them apart is learned
     # (unbalanced, the stratum whose decisions are less certain moves the other's: docs/grpo.md)
@@ -96,8 +98,7 @@ class RLConfig:
         return "grpo" if self.baseline == "greedy" else self.advantage
 
     def __post_init__(self):
-        require_choice(self, "rl.", credit=("sequence", "token"), baseline=("group", "greedy"),
-                       scale=("group", "batch", "none"), advantage=("decision", "grpo"))
+        require_choice(self, "rl.", **choices_of(self))
         require(self, "rl.", steps=">= 1", prompts_per_step=">= 1", group_size=">= 2", lr="> 0", kl_coef=">= 0",
                 clip_eps="> 0", grad_clip="> 0", temperature="> 0", top_k=">= 0", top_p="in (0, 1]",
                 max_new_tokens=">= 1", micro_batch_size=">= 1", eval_every=">= 0", save_every=">= 1")

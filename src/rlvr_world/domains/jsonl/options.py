@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 from ...config import require
 
+# the names `--rl.reward` takes (the domain's `rewards`, listed here for `--help`, which loads no domain);
+# module:function names a reward of your own (records.user_reward)
+REWARDS = ("exact", "field_accuracy", "diff_f1", "line_f1", "module:function")
+
 
 @dataclass
 class JsonlData:

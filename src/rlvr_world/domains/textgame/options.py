@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 from ...config import require
 
+# the names `--rl.reward` takes (the domain's `rewards`, listed here for `--help`, which loads no domain)
+REWARDS = ("binary", "task_specific")
+
 
 @dataclass
 class TextGameData:

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from ...config import require
 
+# the names `--rl.reward` takes (the domain's `rewards`, listed here for `--help`, which loads no domain)
+REWARDS = ("mae_ssim", "mae_lpips")
+
 
 @dataclass
 class VideoData:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from ...config import require, require_choice
+from ...config import choices_of, require, require_choice
+
+# the names `--rl.reward` takes (the domain's `rewards`, listed here for `--help`, which loads no domain)
+REWARDS = ("f1",)
 
 
 @dataclass
@@ -19,14 +23,16 @@ class WebData:
     collect_seed: int = 0  # policy randomness during collection
     dataset: str = ""  # a collected dataset file (default: collected once into $RLVR_WORLD_CACHE or ~/.cache/rlvr-world)
     test_fraction: float = 0.2  # share of episodes held out for testing
-    diff_rule: str = "aligned"  # target difference: aligned (plain) or wma (the WMA-Agents annotation rule)
-    ids: str = "dense"  # element ids: dense (1, 2, ... per transition, `acctree.renumber`) or browser (as collected)
+    # target difference: aligned (plain) or wma (the WMA-Agents annotation rule)
+    diff_rule: Literal["aligned", "wma"] = "aligned"
+    # element ids: dense (1, 2, ... per transition, `acctree.renumber`) or browser (as collected)
+    ids: Literal["dense", "browser"] = "dense"
     max_prompt_tokens: int = 1536  # longer training prompts are skipped (test prompts never are)
     mle_unchanged_ratio: float = -1.0  # unchanged transitions kept per changing one for MLE (-1: all)
     rl_unchanged_ratio: float = 0.25  # unchanged transitions kept per changing one for RL (-1: all)
 
     def __post_init__(self):
-        require_choice(self, "data.", diff_rule=("aligned", "wma"), ids=("dense", "browser"))
+        require_choice(self, "data.", **choices_of(self))
         require(self, "data.", episodes_per_task=">= 1", max_steps=">= 1", scripted_prob="in [0, 1]",
                 test_fraction="in (0, 1)", max_prompt_tokens=">= 1", mle_unchanged_ratio=">= 0, or -1 for all",
                 rl_unchanged_ratio=">= 0, or -1 for all")
