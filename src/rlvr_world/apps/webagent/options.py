@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
-from ...config import require, require_choice
+from ...config import choices_of, require, require_choice
 
 # MiniWoB++ tasks where the proposal policy sometimes succeeds and sometimes fails within 6 steps
 # (measured: 4 seeded episodes of each of the collector's 44 tasks, docs/webagent.md), so a choice can matter
@@ -28,19 +29,20 @@ class AgentConfig:
     oracle: bool = True  # also plan with the real next page (replayed in a second browser page): the ceiling
     value: str = ""  # a saved value function (value.json); empty: fit one on value_episodes
     value_episodes: int = 20  # policy episodes per task to fit the value function on (a quarter held out)
-    value_target: str = "ends"  # "ends": regress pages that end the episode on their own reward, the rest are worth
-    # carrying on (value.LearnedValue); "all": regress every step on its episode's outcome
+    # "ends": regress pages that end the episode on their own reward, the rest are worth carrying on
+    # (value.LearnedValue); "all": regress every step on its episode's outcome
+    value_target: Literal["ends", "all"] = "ends"
     judge: str = ""  # also measure a pretrained LM (e.g. smollm2-135m) as the value function; the higher AUC plans
     out: str = "results/mpc-web.json"  # the results (a .png plot goes beside it)
     run_dir: str = "runs/mpc-web"  # per-episode records: a stopped run continues where it stopped
     settle_s: float = 0.15  # wait after an action before reading the page
     max_tokens: int = 256  # longest predicted difference
     device: str = "auto"  # auto, cpu, cuda, ... (in-process world models)
-    dtype: str = "auto"  # auto, bf16 or fp32
+    dtype: Literal["auto", "bf16", "fp32"] = "auto"  # auto, bf16 or fp32
     threads: int = 0  # torch CPU threads (0: one per core)
 
     def __post_init__(self):
-        require_choice(self, "", dtype=("auto", "bf16", "fp32"), value_target=("ends", "all"))
+        require_choice(self, "", **choices_of(self))
         if self.seeds == "value":
             raise ValueError("--seeds value: those episodes fit the value function; name another set")
         require(self, "", episodes=">= 1", k=">= 1", max_steps=">= 1", value_episodes=">= 0", settle_s=">= 0",
