@@ -36,9 +36,10 @@ RECIPES = {"decision": ["--rl.advantage", "decision", "--rl.balance-strata", "fa
 SHARED = ("tokenizer", "mle", "eval_mle.json", "phases.json", "config.json", "timings.json")  # one MLE, many RLs
 
 
-def run(share: float, seed: int, recipe: str, first: Path | None, root: Path, extra: list[str]) -> Path:
-    """One run directory of the experiment (MLE copied from `first`, the run of the first recipe)."""
-    data = root / f"data-{share:g}"
+def run(share: float, seed: int, recipe: str, first: Path | None, root: Path, data_root: Path,
+        extra: list[str]) -> Path:
+    """One run directory of the experiment (MLE copied from `first`, a run of the same share and seed)."""
+    data = data_root / f"data-{share:g}"
     if not (data / "test.jsonl").is_file():
         synthetic.write(data, share, 3000, 300, seed=0)
     out = root / f"changed{share:g}-seed{seed}-{recipe}"
@@ -55,6 +56,14 @@ def run(share: float, seed: int, recipe: str, first: Path | None, root: Path, ex
         print("+", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
     return out / "results.json"
+
+
+def mle_run(root: Path, share: float, seed: int) -> Path:
+    """A finished run of an earlier experiment whose MLE model this share and seed start from."""
+    for path in sorted(root.glob(f"changed{share:g}-seed{seed}-*")):
+        if (path / "eval_mle.json").is_file():
+            return path
+    raise SystemExit(f"error: no finished MLE for share {share:g}, seed {seed} under {root}")
 
 
 def row(res: dict) -> dict:
@@ -113,6 +122,8 @@ def main() -> None:
     p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     p.add_argument("--root", default="runs/synthetic", help="where the data and run directories go")
     p.add_argument("--out", default="results/recipe-synthetic.json")
+    p.add_argument("--mle-from", help="an earlier experiment's root: start from its MLE models instead of training "
+                   "new ones (other RL options, one MLE)")
     a, extra = p.parse_known_args()
     root = Path(a.root)
     command = "python experiments/synthetic_recipe.py " + " ".join(sys.argv[1:])
@@ -120,9 +131,9 @@ def main() -> None:
     for share in a.shares:
         results: dict[str, list[Path]] = {r: [] for r in a.recipes}
         for seed in a.seeds:
-            first = None
+            first = mle_run(Path(a.mle_from), share, seed) if a.mle_from else None
             for recipe in a.recipes:
-                path = run(share, seed, recipe, first, root, extra)
+                path = run(share, seed, recipe, first, root, Path(a.mle_from or root), extra)
                 first = first or path.parent
                 results[recipe].append(path)
         for recipe, paths in results.items():
