@@ -58,6 +58,10 @@ def test_tiny_run_trains_and_reports(tiny_run):
     for answers in res["answers"].values():  # what the greedy answers were: every test answer counted once
         assert sum(a["attempted"] + a["no_change"] + a["invalid"] for a in answers.values()) == 4
     assert "answers (greedy)" in (tiny_run / "results.md").read_text()
+    for phase in ("mle", "rl"):  # each model carries its card: the prompt format on a real test example
+        card = (tiny_run / phase / "model" / "README.md").read_text()
+        assert card.startswith("# textgame world model") and "`rlvr-world run --preset tiny" in card
+        assert "- Reward: " in card and "`task_specific`" in card and "\nobjects:\n{" in card
     config = json.loads((tiny_run / "config.json").read_text())
     assert config["rl"]["steps"] == 2
     rows = [json.loads(l) for l in (tiny_run / "rl" / "metrics.jsonl").read_text().splitlines()]

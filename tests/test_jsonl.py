@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from rlvr_world.domains.jsonl.records import (REWARDS, DataError, Record, RewardTable, check_user_reward, read_records,
-                                             target_text)
+from rlvr_world.domains.jsonl.records import (REWARDS, DataError, Record, RewardTable, check_user_reward, prompt_text,
+                                             read_records, target_text)
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
@@ -130,6 +130,20 @@ def test_run_on_your_own_jsonl_file(tmp_path):
     assert res["mle"]["overall"] > 50  # a world this small is learned in a few epochs
     rows = [json.loads(l) for l in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
     assert len([r for r in rows if "reward/mean" in r]) == 2
+    # each saved model carries a card: its prompt format shown on the run's own first changing test record
+    first = next(r for r in read_records(tmp_path / "test.jsonl") if r.changed)
+    for phase in ("mle", "rl"):
+        card = (out / phase / "model" / "README.md").read_text()
+        assert card.startswith("# jsonl world model") and "- Domain: `jsonl` (train: `train.jsonl`" in card
+        assert "`rlvr-world run --domain jsonl --data.train-path train.jsonl" in card and "`myreward:lamp`" in card
+        assert f"```text\n{prompt_text(first)}```" in card and f"```text\n{target_text(first)}\n```" in card
+        assert f"rlvr-world serve --model {out / phase / 'model'}" in card and "up to 32 new tokens" in card
+    body = json.loads(card.split("-d '")[1].split("'\n")[0])  # the curl request's body: the example's prompt
+    assert body == {"prompt": prompt_text(first), "max_tokens": 32, "temperature": 0}
+    code = card.split("```python\n")[1].split("```")[0]  # its transformers recipe, which needs no rlvr-world code
+    scope = {"prompt": prompt_text(first)}
+    exec(code, scope)
+    assert isinstance(scope["answer"], str) and scope["ids"].shape[1] > 10
     # `eval` takes the run's own domain and data options, and evaluates on another test file when asked
     (tmp_path / "other.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lamp_world(12, 2)))
     ev = subprocess.run([sys.executable, "-m", "rlvr_world.cli", "eval", "--model", str(out / "rl" / "model"),

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from . import device as dev
-from . import domains, report, rundir
+from . import domains, modelcard, report, rundir
 from .engine import distributed as dist
 from .engine import models, pretrained
 from .engine.checkpoint import load_trainer_state, save_config, save_json
@@ -133,6 +133,18 @@ class Pipeline:
         console.print(f"[bold]RLVR[/]: {len(train)} prompts, reward {self.cfg.rl.reward}")
         return train_rl(policy, tok, domain, train, self.cfg.rl, d, autocast=self.amp, resume=resume,
                         evaluate_fn=curve_eval if curve else None, tensorboard=self.cfg.log == "tensorboard")
+
+    def write_card(self, phase: str, domain, test, tok, command: str) -> None:
+        """README.md beside the phase's saved model: its domain, prompt format with a real test example, reward,
+        the command that made it and how to use it (`modelcard`)."""
+        model_dir = self.out / phase / "model"
+        if not dist.is_main() or not model_dir.is_dir():
+            return
+        example = next((e for e in test if e.group == "changed"), test[0] if test else None)
+        text = modelcard.card(phase=phase, model_dir=model_dir, domain_cls=self.domain_cls, cfg=self.cfg,
+                              command=command, example=domain.card_example(example) if example else None,
+                              eos_token=str(getattr(tok, "eos_token", "") or "<eos>"))
+        modelcard.write(model_dir, text)
 
     def checked(self, model, tok, where: Path):
         """A model (on the run's device) whose vocabulary holds every id of the run's tokenizer."""
@@ -270,10 +282,12 @@ class Pipeline:
             save_config(self.out, cfg)
         with self.timed("mle", *PROGRESS["mle"]):
             mle_model = self.mle(tok, train)
+        self.write_card("mle", domain, test, tok, command)
         with self.timed("eval_mle", *PROGRESS["eval_mle"]):
             mle_eval = self.final_eval("mle", mle_model, domain, test)
         with self.timed("rl", *PROGRESS["rl"]):
             rl_model = self.rl(tok, mle_model, domain, rl_train, curve)
+        self.write_card("rl", domain, test, tok, command)
         with self.timed("eval_rlvr", *PROGRESS["eval_rlvr"]):
             rl_eval = self.final_eval("rlvr", rl_model, domain, test)
         extra = {}

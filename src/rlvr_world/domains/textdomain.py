@@ -95,6 +95,10 @@ class TextDomain(Domain):
             return ""
         return self.tokenizer.decode([i for i in ids if i not in (self.eos_id, self.pad_id)], skip_special_tokens=True)
 
+    def card_example(self, example: Example) -> dict[str, str]:
+        t = example.payload
+        return {"prompt": self.prompt_text(t), "answer": self.target_text(t), "nothing changes": self.trivial_text(t)}
+
     def answer_kind(self, response_ids: Sequence[int], example: Example) -> str:
         ids, _ = token_ids(response_ids, len(self.tokenizer))
         return "invalid" if ids is None else self.kind_of(self.decode(ids), example.payload)

@@ -75,6 +75,7 @@ class Domain:
     eos_id: int  # ends every response
     pad_id: int  # fills padded positions
     suppressed_ids: list[int] | None = None  # ids the sampler never draws (given tokens are still written in)
+    prompt_format: str = ""  # how a prompt and its answer are written, in a few sentences (for the model card)
 
     # ---- data ----------------------------------------------------------------------------------------------------
     @staticmethod
@@ -122,6 +123,11 @@ class Domain:
         """What a response predicts: "no_change", a "change", or nothing readable ("invalid"); for an example with
         a trivial answer (`Example.trivial_ids`). By default its ids are compared with the trivial answer's."""
         return "no_change" if list(response_ids) == list(example.trivial_ids or ()) else "change"
+
+    def card_example(self, example: Example) -> dict[str, str] | None:
+        """An example as a model card shows it: {"prompt", "answer", "nothing changes"} as text; None where the
+        prompts are not text."""
+        return None
 
     def token_rewards(self, reward: str, response_ids: Sequence[int], example: Example) -> list[float]:
         """The reward split over the response's tokens (their mean is the reward), for `RLConfig.credit = "token"`."""

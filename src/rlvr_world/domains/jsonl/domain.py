@@ -28,6 +28,11 @@ class JsonlDomain(TextDomain):
     transition_type = Record  # what a reward scores against (a dataclass of JSON values)
     metric = "exact"
     metric_label = "exact-match accuracy"
+    prompt_format = ("The prompt is `state:`, the state on the next line (a JSON object as compact JSON, or the "
+                     "string itself), `action: ` and the action, then `next:`, each line ending in a newline. The "
+                     "answer to a JSON-object state is the difference of its top-level fields, "
+                     "`{\"set\":{field:new value,...},\"unset\":[removed field,...]}`, applied to the state to get "
+                     "the next one; to a string state, the whole next state.")
     columns = ("unchanged", "changed", "overall")  # of the results table
     binary_metric = True  # 0/1 per example (McNemar's test)
     reported_parts = ()

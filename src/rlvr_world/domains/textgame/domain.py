@@ -19,6 +19,10 @@ class TextGameDomain(TextDomain):
     transition_type = Transition  # what a reward scores against (a dataclass of JSON values)
     metric = "binary"  # exact-state accuracy, the benchmark's metric
     metric_label = "exact-state accuracy"
+    prompt_format = ("The prompt is the lines `task: `, `action: `, `score: ` (JSON), `uuid base: ` (the number new "
+                     "objects count up from), `objects:`, one compact JSON object a line, and `next:`. The answer is "
+                     "the JSON difference `{\"modified\":[objects that changed or appeared],\"removed\":[uuids],"
+                     "\"score\":{...}}`, `score` empty when the score does not change.")
     columns = ("unchanged", "changed", "overall")  # of the results table
     binary_metric = True  # 0/1 per example (McNemar's test) or graded (Wilcoxon's)
     reported_parts = ()  # reward parts averaged into the results besides the metric

@@ -72,6 +72,10 @@ class VideoDomain(Domain):
     metric = "mae_ssim"
     metric_label = "reward -(MAE + 1 - SSIM)"
     metric_scale = 1.0  # evaluation means as they are (PSNR in dB, MSE on the [0, 1] scale)
+    prompt_format = ("Prompts are token ids, not text: each context frame as a grid of codes of the run's frame "
+                     "autoencoder (saved in this directory) and each action as per-dimension bins; the answer is "
+                     "the next frame's codes (multi-step: frames with the real actions written in between), then "
+                     "<eos>. Frames and codes convert with `rlvr_world.domains.video`.")
     groups = ("single_step", "multi_step")
     columns = ("single_step", "multi_step", "overall")
     binary_metric = False

@@ -49,6 +49,10 @@ class WebDomain(TextDomain):
     transition_type = Transition  # what a reward scores against (a dataclass of JSON values)
     metric = "f1"
     metric_label = "F1"
+    prompt_format = ("The prompt is `Objective: ` and the task, `Page:` and the page's accessibility tree, `Action: ` "
+                     "and the action, then `Changes:`. The answer is the page's difference in three sections, "
+                     "`New items:`, `Deleted items:` and `Updated items:`, each its elements one a line (or `None`), "
+                     "a blank line between sections.")
     columns = ("precision", "recall", "f1", "changed", "unchanged")  # of the results table
     binary_metric = False  # 0/1 per example (McNemar's test) or graded (Wilcoxon's)
     reported_parts = ("precision", "recall", "f1")
