@@ -12,10 +12,11 @@ import torch
 
 from rlvr_world.domains.jsonl import synthetic
 from rlvr_world.domains.jsonl.records import Record, kind_of, predicted_state, trivial_text
+from rlvr_world.engine.advantages import decided_right, decision_metrics
 from rlvr_world.engine.domain import Domain, Example
 from rlvr_world.engine.evaluate import decision_summary
 from rlvr_world.engine.grpo import decision_advantages
-from rlvr_world.engine.rl import decided_right, decision_metrics, decisions
+from rlvr_world.engine.rl import decisions
 
 
 def plain_decision_advantages(rewards, at, attempt, right, G, width, eps=1e-6):

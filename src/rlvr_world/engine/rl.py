@@ -19,7 +19,7 @@ import copy
 import random
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -28,26 +28,35 @@ import torch
 from ..device import MemoryTrimmer, generator
 from ..progress import advance, bar
 from . import distributed as dist
+from .advantages import ESTIMATORS, KINDS, Scores, decision_metrics
 from .checkpoint import GracefulStop, MetricLog, check_finite, load_trainer_state, save_model
 from .domain import Domain, Example
-from .grpo import decision_advantages, group_advantages, grpo_loss, token_advantages
+from .grpo import grpo_loss
 from .models import has_lora, merged, reference_mode
 from .options import RLConfig
 from .sampler import sample, uniforms
 from .sequences import group_logprobs, micro_batches
 
 
+@dataclass
+class Samples:
+    """What one process sampled for its share of a step's prompts (B here: this process's prompts)."""
+
+    examples: list[Example]  # (B,) the prompts' examples
+    responses: list[list[int]]  # (N,) G responses per prompt, prompt-major
+    finished: torch.Tensor  # (N,) bool: ended with the end-of-sequence id
+    greedy: list[list[int]] | None  # (B,) each prompt's greedy response, for the greedy baseline; else None
 
 
 @dataclass
 class Rollouts:
-    """One step's sampled responses and what they earned."""
+    """One step's sampled responses, what they earned and their credit: what `update` trains on."""
 
     prompts: list[list[int]]  # (N,) prompt ids, each prompt repeated G times
     responses: list[list[int]]  # (N,) response ids
     rewards: torch.Tensor  # (N,)
-    advantages: torch.Tensor  # (N,), or (N, T) with token credit
-    parts: dict[str, float]  # mean reward components
+    advantages: torch.Tensor  # (N,), or (N, T) with token credit or the decision split
+    parts: dict[str, float]  # the whole batch's metrics: mean reward components, advantage statistics
     finished: torch.Tensor  # (N,) bool
     given: list[list[int] | None] | None = None  # (N,) per response, the `Example.loss_mask` (0: given, no loss)
 
@@ -63,91 +72,65 @@ def prompt_batches(n: int, per_step: int, steps: int, seed: int) -> list[list[in
     return [order[s * per_step: (s + 1) * per_step] for s in range(steps)]
 
 
-def mean_parts(parts: Sequence[dict]) -> dict[str, float]:
-    sums: dict[str, float] = defaultdict(float)
-    counts: dict[str, int] = defaultdict(int)
-    for p in parts:
-        for k, v in p.items():
-            if isinstance(v, (int, float)):
-                sums[k] += float(v)
-                counts[k] += 1
-    return {f"reward/{k}": sums[k] / counts[k] for k in sums}
-
-
 def collect(policy, domain: Domain, examples: Sequence[Example], cfg: RLConfig, step: int, autocast) -> Rollouts:
-    """Sample, score and credit one step's batch of `examples` (B prompts).
+    """Sample, score and credit one step's batch of `examples` (B prompts): this process's rollouts.
 
     Under data parallelism this process samples only its share of the
-    prompts, each with its rows of the whole batch's table of uniforms, so the
-    responses are the ones a single process would sample; rewards are then
-    gathered, so batch-wide statistics (the reward scale, the logged means)
-    are the whole batch's, and the returned rollouts are this process's.
+    prompts, with its rows of the whole batch's uniforms, so the responses are
+    the ones a single process would sample; the scores are then gathered, so
+    the advantages and the logged means are the whole batch's.
     """
-    # ---- sample ----------------------------------------------------------
     G = cfg.group_size
-    mine = dist.share(range(len(examples)))  # this process's prompts: whole groups
-    table = uniforms((len(examples) * G, cfg.max_new_tokens), generator(cfg.seed * 1_000_003 + step),
-                     next(policy.parameters()).device)  # (B*G, T) the whole batch's draws
-    examples = [examples[b] for b in mine]
+    drawn = draw(policy, domain, examples, cfg, step, autocast)  # ---- sample
+    mine, parts = score(domain, drawn, cfg)  # ---- decode + reward
+    everyone, parts, finished, rows = gathered(mine, parts, drawn.finished)  # the whole batch, in rank order
+    adv, metrics = ESTIMATORS[cfg.estimator](everyone, cfg)  # ---- advantage: (N_all,) or (N_all, T)
+    metrics = {**logged(everyone, parts, finished), **metrics, **decision_metrics(everyone.decided, adv)}
+    given = [e.loss_mask for e in drawn.examples for _ in range(G)]
+    return Rollouts([e.prompt_ids for e in drawn.examples for _ in range(G)], drawn.responses, mine.rewards,
+                    adv[rows], metrics, drawn.finished, given if any(given) else None)
+
+
+# ---- sample --------------------------------------------------------------------------------------------------------
+def draw(policy, domain: Domain, examples: Sequence[Example], cfg: RLConfig, step: int, autocast) -> Samples:
+    """G samples of each of this process's prompts (whole groups), drawn with its rows of the whole batch's (B*G, T)
+    uniforms; with the greedy baseline, each prompt's greedy response too."""
+    G = cfg.group_size
+    own = dist.share(range(len(examples)))  # this process's prompts
+    draws = uniforms((len(examples) * G, cfg.max_new_tokens), generator(cfg.seed * 1_000_003 + step),
+                     next(policy.parameters()).device)  # (B*G, T) the whole batch's
+    draws = draws.view(-1, G, draws.size(1))[own].reshape(-1, draws.size(1))  # (N, T) this process's rows
+    examples = [examples[b] for b in own]
     prompts = [e.prompt_ids for e in examples]
     common = dict(eos_id=domain.eos_id, pad_id=domain.pad_id, max_new_tokens=cfg.max_new_tokens, autocast=autocast,
                   forced=[e.forced() for e in examples], suppress=domain.suppressed_ids)
     out = sample(policy, prompts, num_samples=G, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
-                 draws=table.view(-1, G, table.size(1))[mine].reshape(-1, table.size(1)), **common)
-    responses = out.responses()
+                 draws=draws, **common)
     greedy = sample(policy, prompts, temperature=0.0, **common).responses() if cfg.baseline == "greedy" else None
-    # ---- decode + reward -------------------------------------------------
-    scored = [domain.score(cfg.reward, r, examples[i // G]) for i, r in enumerate(responses)]
-    rewards = torch.tensor([v for v, _ in scored])  # (N,)
-    baseline = None if greedy is None else torch.tensor([domain.score(cfg.reward, r, e)[0]
-                                                         for r, e in zip(greedy, examples)])  # (B,)
-    # ---- advantage, over the whole batch --------------------------------
-    decided = decisions(domain, responses, [examples[i // G] for i in range(len(responses))])  # (N, 3)
-    everyone = dist.gather({"rewards": rewards, "baseline": baseline, "parts": [p for _, p in scored],
-                            "lengths": [len(r) for r in responses], "finished": out.finished, "decided": decided})
-    first = sum(len(e["rewards"]) for e in everyone[: dist.rank()])  # where this process's rows start
-    rows = slice(first, first + len(responses))
-    all_rewards = torch.cat([e["rewards"] for e in everyone])  # (N_all,)
-    all_decided = torch.cat([e["decided"] for e in everyone])  # (N_all, 3)
-    given = [e.loss_mask for e in examples for _ in range(G)] if any(e.loss_mask for e in examples) else None
-    all_baselines = None if baseline is None else torch.cat([e["baseline"] for e in everyone])  # (B_all,)
-    if cfg.estimator == "decision":
-        at, kind = all_decided[:, 0], all_decided[:, 1]  # (N_all,) each
-        adv, adv_metrics = decision_advantages(all_rewards, at, (kind == KINDS.index("change")) | (at < 0),
-                                               decided_right(all_decided), G,
-                                               max(1, max(n for e in everyone for n in e["lengths"])),
-                                               scale=cfg.scale,
-                                               unchanged=all_decided[:, 2].bool() if cfg.balance_strata else None)
-    else:
-        adv, adv_metrics = group_advantages(all_rewards, G, baseline=all_baselines, scale=cfg.scale)  # (N_all,)
-    adv_metrics.update(decision_metrics(all_decided, adv))
-    adv = adv[rows] if adv.dim() == 1 else adv[rows, : max(1, max(map(len, responses)))]  # (N,) or (N, T)
-    if all_baselines is not None:
-        adv_metrics["reward/greedy"] = all_baselines.mean().item()
+    return Samples(examples, out.responses(), out.finished, greedy)
+
+
+# ---- decode + reward -----------------------------------------------------------------------------------------------
+def score(domain: Domain, drawn: Samples, cfg: RLConfig) -> tuple[Scores, list[dict]]:
+    """This process's `Scores` and each response's reward parts; per token too with token credit."""
+    G, responses, greedy = cfg.group_size, drawn.responses, drawn.greedy
+    examples = [e for e in drawn.examples for _ in range(G)]  # (N,) each response's example
+    scored = [domain.score(cfg.reward, r, e) for r, e in zip(responses, examples)]
+    s = Scores(rewards=torch.tensor([v for v, _ in scored]), group_size=G,
+               decided=decisions(domain, responses, examples), lengths=torch.tensor([len(r) for r in responses]))
+    if greedy is not None:
+        s.baseline = torch.tensor([domain.score(cfg.reward, r, e)[0] for r, e in zip(greedy, drawn.examples)])  # (B,)
     if cfg.credit == "token":
         T = max(1, max(map(len, responses + (greedy or []))))
-        tok_r, tok_m = token_table([domain.token_rewards(cfg.reward, r, examples[i // G])
-                                    for i, r in enumerate(responses)], T)  # (N, T)
-        tok_m *= trained_mask(responses, given, T)
-        tok_b = None
+        given = [e.loss_mask for e in examples]
+        s.token_rewards, s.token_mask = token_table([domain.token_rewards(cfg.reward, r, e)
+                                                     for r, e in zip(responses, examples)], T)  # (N, T) each
+        s.token_mask *= trained_mask(responses, given, T)
         if greedy is not None:
-            tok_b = token_table([domain.token_rewards(cfg.reward, r, e) for r, e in zip(greedy, examples)], T)[0]
-            tok_m *= departs(responses, greedy, G, T)  # a token the greedy response shares earns no credit
-        tables = dist.gather((tok_r, tok_m, tok_b))
-        width = max(t[0].size(1) for t in tables)
-        adv, tok_metrics = token_advantages(
-            padded([t[0] for t in tables], width), padded([t[1] for t in tables], width), G, scale=cfg.scale,
-            baseline=None if tok_b is None else padded([t[2] for t in tables], width))  # (N_all, width)
-        adv = adv[rows, :T]  # (N, T)
-        adv_metrics.update(tok_metrics)
-    lengths = [n for e in everyone for n in e["lengths"]]
-    parts = {"reward/mean": all_rewards.mean().item(), **mean_parts([p for e in everyone for p in e["parts"]]),
-             **adv_metrics, "response/length": sum(lengths) / len(lengths),
-             "response/finished_frac": torch.cat([e["finished"] for e in everyone]).float().mean().item()}
-    return Rollouts([p for p in prompts for _ in range(G)], responses, rewards, adv, parts, out.finished, given)
-
-
-KINDS = ("change", "no_change", "invalid")  # `Domain.answer_kind`, coded by position
+            s.token_baseline = token_table([domain.token_rewards(cfg.reward, r, e)
+                                            for r, e in zip(greedy, drawn.examples)], T)[0]  # (B, T)
+            s.token_mask *= departs(responses, greedy, G, T)  # a token the greedy response shares earns no credit
+    return s, [p for _, p in scored]
 
 
 def decisions(domain: Domain, responses: Sequence[Sequence[int]], examples: Sequence[Example]) -> torch.Tensor:
@@ -166,35 +149,6 @@ def decisions(domain: Domain, responses: Sequence[Sequence[int]], examples: Sequ
         at = min(part, len(r) - 1) if kind == "change" else len(r) - 1  # all of any other answer is its decision
         out[i] = torch.tensor([max(at, 0), KINDS.index(kind), e.target_ids == t])
     return out
-
-
-def decided_right(decided: torch.Tensor) -> torch.Tensor:
-    """(N,) bool: no change predicted where nothing changes, a readable change where something does."""
-    kind, unchanged = decided[:, 1], decided[:, 2].bool()
-    return torch.where(unchanged, kind == KINDS.index("no_change"), kind == KINDS.index("change"))
-
-
-def decision_metrics(decided: torch.Tensor, adv: torch.Tensor) -> dict[str, float]:
-    """Per stratum (nothing changes: "unchanged", else "changed"), the share of sampled answers of no change and
-    their mean advantage (at their first token), from `decisions` (N, 3) and the advantages (N,) or (N, T):
-    a collapse toward "nothing changes" shows here first."""
-    at, kind, unchanged = decided.unbind(1)  # (N,) each
-    trivial = kind == KINDS.index("no_change")
-    out = {}
-    for name, members in (("unchanged", unchanged.bool() & (at >= 0)), ("changed", ~unchanged.bool() & (at >= 0))):
-        if not members.any():
-            continue
-        chosen = members & trivial
-        out[f"decision/{name}/trivial_frac"] = chosen.float().sum().item() / members.sum().item()
-        if chosen.any():
-            a = adv if adv.dim() == 1 else adv[:, 0]  # (N,) the first token carries the decision's credit
-            out[f"decision/{name}/trivial_adv"] = a[chosen].mean().item()
-    return out
-
-
-def padded(tables: Sequence[torch.Tensor], width: int) -> torch.Tensor:
-    """Row-wise concatenation of (n_i, w_i) tables zero-padded to (sum n_i, width)."""
-    return torch.cat([torch.nn.functional.pad(t, (0, width - t.size(1))) for t in tables])
 
 
 def token_table(rows: Sequence[Sequence[float]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -217,7 +171,8 @@ def departs(responses: Sequence[Sequence[int]], greedy: Sequence[Sequence[int]],
     return out
 
 
-def trained_mask(responses: Sequence[Sequence[int]], given: Sequence[list[int] | None] | None, width: int) -> torch.Tensor:
+def trained_mask(responses: Sequence[Sequence[int]], given: Sequence[list[int] | None] | None, width: int
+                 ) -> torch.Tensor:
     """(N, width) float: 1 on sampled response tokens, 0 on padding and on tokens the data gave."""
     mask = torch.zeros((len(responses), width))
     for i, r in enumerate(responses):
@@ -228,6 +183,54 @@ def trained_mask(responses: Sequence[Sequence[int]], given: Sequence[list[int] |
     return mask
 
 
+# ---- the whole batch -----------------------------------------------------------------------------------------------
+def gathered(mine: Scores, parts: list[dict], finished: torch.Tensor
+             ) -> tuple[Scores, list[dict], torch.Tensor, slice]:
+    """Every process's scores, reward parts and finished flags, in rank order, and where this process's rows are."""
+    everyone = dist.gather((mine, parts, finished))
+    first = sum(len(s.rewards) for s, _, _ in everyone[: dist.rank()])
+    return (joined([s for s, _, _ in everyone]), [p for _, ps, _ in everyone for p in ps],
+            torch.cat([f for _, _, f in everyone]), slice(first, first + len(mine.rewards)))
+
+
+def joined(shares: Sequence[Scores]) -> Scores:
+    """One `Scores` of several processes' rows: tensors concatenated along the rows, token tables zero-padded to
+    the widest."""
+    def cat(name: str) -> torch.Tensor | None:
+        tables = [getattr(s, name) for s in shares]
+        if tables[0] is None:
+            return None
+        if tables[0].dim() == 1:
+            return torch.cat(tables)
+        width = max(t.size(1) for t in tables)
+        return torch.cat([torch.nn.functional.pad(t, (0, width - t.size(1))) for t in tables])
+
+    return Scores(group_size=shares[0].group_size,
+                  **{f.name: cat(f.name) for f in fields(Scores) if f.name != "group_size"})
+
+
+def logged(everyone: Scores, parts: Sequence[dict], finished: torch.Tensor) -> dict[str, float]:
+    """The whole batch's mean reward and reward parts, greedy reward, response length and share finished."""
+    out = {"reward/mean": everyone.rewards.mean().item(), **mean_parts(parts),
+           "response/length": everyone.lengths.sum().item() / len(everyone.lengths),
+           "response/finished_frac": finished.float().mean().item()}
+    if everyone.baseline is not None:
+        out["reward/greedy"] = everyone.baseline.mean().item()
+    return out
+
+
+def mean_parts(parts: Sequence[dict]) -> dict[str, float]:
+    sums: dict[str, float] = defaultdict(float)
+    counts: dict[str, int] = defaultdict(int)
+    for p in parts:
+        for k, v in p.items():
+            if isinstance(v, (int, float)):
+                sums[k] += float(v)
+                counts[k] += 1
+    return {f"reward/{k}": sums[k] / counts[k] for k in sums}
+
+
+# ---- loss + step ---------------------------------------------------------------------------------------------------
 @torch.no_grad()
 def reference_logprobs(policy, ref, prompts, responses, pad_id: int, autocast) -> torch.Tensor:
     """Log-probs (n, T) under the starting model: `ref`, or for a LoRA policy (ref None) the policy, adapter off."""
@@ -236,7 +239,6 @@ def reference_logprobs(policy, ref, prompts, responses, pad_id: int, autocast) -
 
 
 def update(policy, ref, opt, ro: Rollouts, cfg: RLConfig, pad_id: int, autocast, step: int = 0) -> dict[str, float]:
-    # ---- loss + step -----------------------------------------------------
     G = cfg.group_size
     # token-mean over the whole batch: every process's responses
     width = max(1, max(map(len, ro.responses)))
