@@ -220,3 +220,34 @@ def test_run_on_the_exported_text_game(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
     assert res["domain"] == "jsonl" and res["n_test"] == 6 and res["n_test_split"] == 56
+
+
+def test_a_pretrained_model_on_your_own_records_takes_the_pretrained_settings_not_given(tmp_path):
+    """`--domain jsonl --model.init-from DIR`: the jsonl preset's from-scratch MLE settings give way to the pretrained
+    presets' (said in one line), except those given; the run trains with them."""
+    from conftest import save_tiny_text_model
+
+    from rlvr_world.runconfig import preset
+
+    for split, n, seed in (("train", 40, 0), ("test", 6, 1)):
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lamp_world(n, seed)))
+    texts = [prompt_text(r) + target_text(r) for r in read_records(tmp_path / "train.jsonl")]
+    save_tiny_text_model(tmp_path / "pre", texts, vocab_size=300, max_positions=512)  # a "pretrained" HF directory
+    out = tmp_path / "run"
+    p = subprocess.run([sys.executable, "-m", "rlvr_world.cli", "run", "--domain", "jsonl", "--data.train-path",
+                        "train.jsonl", "--data.test-path", "test.jsonl", "--model.init-from", "pre",
+                        "--model.lora-rank", "4", "--mle.warmup-steps", "1", "--out", str(out), "--results",
+                        str(out / "results.json"), "--threads", "1", "--rl.steps", "1", "--rl.prompts-per-step", "2",
+                        "--rl.group-size", "2", "--rl.max-new-tokens", "16", "--max-new-tokens", "16",
+                        "--curve-limit", "0"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    said = [line for line in p.stderr.splitlines() if "made for a model trained from scratch" in line]
+    assert len(said) == 1 and "textgame-pretrained's settings" in said[0], p.stderr[-3000:]
+    assert "--mle.lr 0.0003" in said[0] and "--mle.batch-tokens 4096" in said[0]
+    assert "--model.lora-rank" not in said[0] and "--mle.warmup-steps" not in said[0]  # given: theirs
+    cfg, ref = json.loads((out / "config.json").read_text()), preset("textgame-pretrained")
+    assert (cfg["mle"]["lr"], cfg["mle"]["batch_tokens"], cfg["mle"]["epochs"]) == \
+        (ref.mle.lr, ref.mle.batch_tokens, ref.mle.epochs)
+    assert cfg["model"]["lora_rank"] == 4 and cfg["mle"]["warmup_steps"] == 1 and cfg["rl"]["steps"] == 1
+    res = json.loads((out / "results.json").read_text())
+    assert res["n_test"] == 6 and "fine-tuned from pre" in json.dumps(res)

@@ -153,6 +153,63 @@ def test_print_config_loads_nothing_heavy(tmp_path):
     assert yaml.safe_load(p.stdout)["rl"]["steps"] == 3
 
 
+# ------------------------------------------------------------------------------------- a pretrained model on any preset
+
+
+def test_the_pretrained_presets_agree_on_the_settings_a_pretrained_model_takes():
+    """`PRETRAINED_OPTIONS` are the model's settings, which both pretrained presets share but for RL's lr."""
+    from rlvr_world.runconfig import PRETRAINED_OPTIONS, pretrained_preset
+
+    def get(cfg, key):
+        for part in key.split("."):
+            cfg = getattr(cfg, part)
+        return cfg
+
+    text, web = preset("textgame-pretrained"), preset("web-pretrained")
+    assert [k for k in PRETRAINED_OPTIONS if get(text, k) != get(web, k)] == ["rl.lr"]
+    assert (pretrained_preset("textgame"), pretrained_preset("web"), pretrained_preset("jsonl")) == \
+        ("textgame-pretrained", "web-pretrained", "textgame-pretrained")
+
+
+def test_a_pretrained_model_on_a_from_scratch_preset_takes_the_pretrained_settings_not_given(tmp_path):
+    from rlvr_world.runconfig import PRETRAINED_OPTIONS
+
+    def get(cfg: dict, key: str):
+        for part in key.split("."):
+            cfg = cfg[part]
+        return cfg
+
+    p = cli("run", "--domain", "jsonl", "--model.init-from", "smollm2-135m", "--mle.lr", "1e-3", "--print-config",
+            cwd=tmp_path)
+    cfg, ref = yaml.safe_load(p.stdout), json.loads(json.dumps(dataclasses.asdict(preset("textgame-pretrained"))))
+    assert get(cfg, "mle.lr") == 1e-3  # given: kept
+    assert all(get(cfg, k) == get(ref, k) for k in PRETRAINED_OPTIONS if k != "mle.lr")
+    assert cfg["mle"]["batch_tokens"] == 4096 and cfg["model"]["lora_rank"] == 32 and cfg["mle"]["epochs"] == 1
+    jsonl = json.loads(json.dumps(dataclasses.asdict(preset("jsonl"))))  # the domain's data and budget stay
+    assert cfg["data"] == jsonl["data"] and cfg["rl"]["steps"] == jsonl["rl"]["steps"] == 50
+    assert cfg["rl"]["max_new_tokens"] == jsonl["rl"]["max_new_tokens"] and cfg["curve_limit"] == jsonl["curve_limit"]
+    line = p.stderr.strip()
+    assert "\n" not in line and line.startswith("rlvr-world: preset jsonl is made for a model trained from scratch")
+    assert "textgame-pretrained's settings" in line and "--mle.batch-tokens 4096" in line
+    assert "--model.lora-rank 32" in line and "--mle.lr" not in line
+    assert "--mle.batch-tokens 4096" in p.stdout.split("\n\n")[0]  # the printed file's header says so too
+    # a config file's options win as the command line's do; --print-config's output runs as printed
+    (tmp_path / "mine.yaml").write_text("domain: jsonl\nmodel:\n  init_from: smollm2-135m\n"
+                                        "mle:\n  batch_tokens: 8192\n")
+    from_file = resolved("--config", "mine.yaml", cwd=tmp_path)
+    assert from_file["mle"]["batch_tokens"] == 8192 and from_file["mle"]["lr"] == 3e-4
+    (tmp_path / "printed.yaml").write_text(p.stdout)
+    again = cli("run", "--config", "printed.yaml", "--print-config", cwd=tmp_path)
+    assert yaml.safe_load(again.stdout) == cfg and again.stderr == ""
+    # the web domain takes its own pretrained preset's; a pretrained preset, or no pretrained model, is left alone
+    web = resolved("--preset", "web", "--model.init-from", "smollm2-135m")
+    assert web["rl"]["lr"] == preset("web-pretrained").rl.lr
+    for name, args in (("textgame-pretrained", ()), ("textgame-pretrained", ("--model.init-from", "x.gguf")),
+                       ("jsonl", ())):
+        p = cli("run", "--preset", name, *args, "--print-config", cwd=tmp_path)
+        assert p.stderr == "" and yaml.safe_load(p.stdout)["mle"]["lr"] == preset(name).mle.lr
+
+
 # ------------------------------------------------------------------------------------- --help and --version
 
 

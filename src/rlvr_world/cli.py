@@ -96,8 +96,8 @@ def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                      help="print the resolved config as YAML (a config file for --config) and exit without running")
     is_run = (sys.argv[1:] if argv is None else argv)[:1] == ["run"]
     try:  # an unknown preset is refused by the parser below, in one line
-        _, start = run_start(known.preset if known.preset in presets() else None, known.domain,
-                             known.config if is_run else None)
+        _, start, _ = run_start(known.preset if known.preset in presets() else None, known.domain,
+                                known.config if is_run else None)
     except ValueError as e:  # a config file that cannot be used
         p.exit(2, f"{p.prog}: error: {e}\n")
     add_options(run, start, choices={"domain": tuple(DOMAINS), "rl.reward": reward_names(start.domain)})
@@ -148,11 +148,22 @@ def preset_list() -> str:
 
 
 def run_config(args: argparse.Namespace):
-    """`run`'s config: the preset, the config file's values over it, the options given over both; and the preset."""
-    from .runconfig import run_start
+    """`run`'s config: the preset, the config file's values over it, the options given over both, and, for a
+    pretrained model on a from-scratch preset, the pretrained presets' model settings where not given (said in one
+    line on stderr); and the preset and that line."""
+    from .runconfig import run_start, with_pretrained_defaults
 
-    name, start = run_start(args.preset, getattr(args, "domain", None), args.config)
-    return apply_overrides(start, args, skip=("command", "preset", "config", "print_config")), name
+    name, start, in_file = run_start(args.preset, getattr(args, "domain", None), args.config)
+    skip = ("command", "preset", "config", "print_config")
+    cfg = apply_overrides(start, args, skip=skip)
+    source, applied = with_pretrained_defaults(cfg, name, in_file | (set(vars(args)) - set(skip)))
+    line = ""
+    if applied:
+        flags = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in applied.items())
+        line = (f"preset {name} is made for a model trained from scratch; with --model.init-from it takes {source}'s "
+                f"settings for a pretrained model, except those given: {flags}")
+        sys.stderr.write(f"rlvr-world: {line}\n")
+    return cfg, name, line
 
 
 def print_config(args: argparse.Namespace) -> None:
@@ -160,16 +171,17 @@ def print_config(args: argparse.Namespace) -> None:
     from .domains import DOMAINS
     from .runconfig import preset_summaries, reward_names
 
-    cfg, name = run_config(args)
+    cfg, name, pretrained = run_config(args)
     about = {k: v for summaries in preset_summaries().values() for k, v in summaries.items()}[name]
     header = [f"written by: rlvr-world {shlex.join(sys.argv[1:])}", f"preset {name}: {about}",
               *([f"with the values of {args.config} over the preset's"] if args.config else []),
+              *([pretrained] if pretrained else []),
               "rlvr-world run --config FILE runs it; flags given beside --config override its values"]
     print(to_yaml(cfg, header, choices={"domain": tuple(DOMAINS), "rl.reward": reward_names(cfg.domain)}), end="")
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    cfg, _ = run_config(args)
+    cfg, _, _ = run_config(args)
     from .engine import distributed as dist
     from .pipeline import Pipeline, command_line
 
