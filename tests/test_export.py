@@ -74,17 +74,17 @@ def test_export_refuses_what_it_cannot_serve(tmp_path):
     assert p.returncode == 2 and "invalid choice: 'ray'" in p.stderr
 
 
-def grpo_steps(train_parquet, tmp_path, steps: int):
-    """`steps` steps of TRL's GRPOTrainer (one group of 4 a step) on an exported training file with our reward:
-    the trainer and the rewards it was given, step by step."""
+def grpo_steps(train_parquet, tmp_path, steps: int, model_dir=None):
+    """`steps` steps of TRL's GRPOTrainer (one group of 4 a step) on an exported training file with our reward, from
+    `model_dir` (default: a tiny random model): the trainer and the rewards it was given, step by step."""
     pytest.importorskip("trl")
     from datasets import load_dataset
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
     from trl import GRPOConfig, GRPOTrainer
 
     data = load_dataset("parquet", data_files=str(train_parquet), split="train")
-    model_dir = save_tiny_text_model(tmp_path / "m", [r["prompt"] + r["ground_truth"] for r in data], vocab_size=400,
-                                     max_positions=8192)
+    model_dir = model_dir or save_tiny_text_model(tmp_path / "m", [r["prompt"] + r["ground_truth"] for r in data],
+                                                  vocab_size=400, max_positions=8192)
     tok = PreTrainedTokenizerFast.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     calls = []
