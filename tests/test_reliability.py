@@ -143,9 +143,10 @@ def test_overwrite_starts_over(finished, tmp_path):
 
 def test_an_interrupted_phase_may_change_its_rl_steps_only():
     fp = {"rl.steps": 8, "rl.lr": 1e-3}
-    assert rundir.differences(fp, {**fp, "rl.steps": 12}, rundir.EXTENDABLE) == []
+    extendable = rundir.PHASES["rl"].extendable
+    assert rundir.differences(fp, {**fp, "rl.steps": 12}, extendable) == []
     assert rundir.differences(fp, {**fp, "rl.steps": 12}) == ["rl.steps=8 (now 12)"]
-    assert rundir.differences(fp, {**fp, "rl.lr": 1e-4}, rundir.EXTENDABLE) == ["rl.lr=0.001 (now 0.0001)"]
+    assert rundir.differences(fp, {**fp, "rl.lr": 1e-4}, extendable) == ["rl.lr=0.001 (now 0.0001)"]
 
 
 def test_an_option_added_later_holds_its_old_behaviour_for_runs_recorded_before_it(tmp_path):
@@ -172,6 +173,54 @@ def test_rl_data_options_bind_rl_alone_so_rl_reruns_from_a_finished_mle_model(tm
         d.check("rl", {**rl, "data.rl_unchanged_ratio": 1.0}, finished=False)
     with pytest.raises(rundir.RunDirError, match="data.mle_unchanged_ratio"):
         d.check("mle", {**mle, "data.mle_unchanged_ratio": mle["data.mle_unchanged_ratio"] + 0.5}, finished=True)
+
+
+def test_a_phase_declared_once_is_fingerprinted_resumed_timed_and_overwritten(finished, tmp_path, capsys,
+                                                                               monkeypatch):
+    """A domain's toy stage, registered by its declaration alone, gets everything the engine's phases get."""
+    import shutil
+
+    from rlvr_world.domains.textgame.domain import TextGameDomain
+
+    calls = []
+
+    def toy_run(stage):  # after the evaluations: writes a file, and what it returns joins the results
+        calls.append(stage.got["eval_rlvr"]["n"])
+        (stage.out / "toy").mkdir(exist_ok=True)
+        (stage.out / "toy" / "done.json").write_text(json.dumps({"toy": len(calls)}))
+        return {"toy": len(calls)}
+
+    toy = rundir.Phase("toy", after=("eval_rlvr",), options=("curve_limit",), finished="toy/done.json", run=toy_run,
+                       load=lambda stage: json.loads((stage.out / "toy" / "done.json").read_text()))
+    engine_only = TextGameDomain.stages
+    monkeypatch.setattr(TextGameDomain, "stages", (*engine_only, toy))
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)  # a finished run from before the toy stage existed: only the toy stage runs
+    mle_made = (run / "mle" / "model" / "config.json").stat().st_mtime_ns
+
+    def phases():
+        return json.loads((run / "phases.json").read_text())
+
+    assert main(tiny(run, *FAST, "--resume")) == 0 and calls == [2]
+    assert phases()["toy"]["curve_limit"] == 0 and phases()["toy"]["examples"] == phases()["eval_rlvr"]["examples"]
+    assert "curve_limit" not in phases()["eval_rlvr"]  # the toy's own option binds the toy alone
+    assert "toy" in json.loads((run / "timings.json").read_text())
+    assert json.loads((run / "results.json").read_text())["toy"] == 1
+    (run / "results.json").unlink()
+    assert main(tiny(run, *FAST, "--resume")) == 0 and calls == [2]  # finished: loaded, not run
+    assert json.loads((run / "results.json").read_text())["toy"] == 1
+    line = one_line(capsys, tiny(run, *FAST[:-2], "--curve-limit", "1", "--resume"))  # its option changed
+    assert "holds toy work made with other options: curve_limit=0 (now 1)" in line and calls == [2]
+    shutil.rmtree(run / "toy")  # without its outputs, the toy stage alone runs again with the new option
+    assert main(tiny(run, *FAST[:-2], "--curve-limit", "1", "--resume")) == 0 and len(calls) == 2
+    assert phases()["toy"]["curve_limit"] == 1
+    assert (run / "mle" / "model" / "config.json").stat().st_mtime_ns == mle_made
+    (run / "toy" / "stale.txt").write_text("from the run before")
+    monkeypatch.setattr(TextGameDomain, "stages", engine_only)  # undeclared, its folder is no run's
+    assert "(toy)" in one_line(capsys, tiny(run, *FAST, "--overwrite"))
+    monkeypatch.setattr(TextGameDomain, "stages", (*engine_only, toy))
+    assert main(tiny(run, *FAST, "--overwrite")) == 0 and len(calls) == 3
+    assert not (run / "toy" / "stale.txt").exists() and phases()["toy"]["curve_limit"] == 0
 
 
 def test_a_second_run_into_a_locked_directory_is_refused(tmp_path, capsys):

@@ -1,8 +1,10 @@
 """The main job: tokenizer -> MLE -> RLVR (from the MLE model) -> evaluation of both -> results.
 
+Each phase is declared once (`rundir.Phase`: the engine's in `rundir.PHASES`,
+a domain's own stages in `Domain.stages`) and the job runs them in order.
 Every phase writes into the run directory; with `resume` a finished phase is
-loaded instead of redone and an interrupted one continues from its checkpoint,
-provided it was made with the same options and examples (`rundir`).
+loaded instead of redone and an interrupted one continues from its
+checkpoint, provided it was made with the same options and examples.
 
 Under `torchrun` every process runs the same phases on its share of the work
 (`engine.distributed`); process 0 alone takes the run directory and writes
@@ -18,7 +20,9 @@ import shlex
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -35,8 +39,24 @@ from .progress import console
 from .runconfig import RunConfig, preset, presets
 
 
+@dataclass
+class Examples:
+    """What the phases read, made once the tokenizer exists; the sets of `rundir.EXAMPLE_SETS` are hashed into the
+    fingerprints of the phases that read them."""
+
+    train: list  # MLE's
+    rl: list  # RL's prompts
+    test: list  # the final evaluations' (the test split, or a fixed subset of it with eval_limit)
+    curve: list  # the evaluations during RL (a fixed subset of `test`)
+    n_test_split: int  # examples in the test split
+    test_indices: list[int]  # `test`'s positions in it
+
+    def hashes(self) -> dict[str, str]:
+        return {name: rundir.examples_hash(getattr(self, name)) for name in rundir.EXAMPLE_SETS}
+
+
 class Pipeline:
-    """Holds what the phases share: device, precision, domain, tokenizer."""
+    """Holds what the phases share: device, precision, domain, tokenizer, what each phase returned."""
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
@@ -51,18 +71,26 @@ class Pipeline:
         self.domain_cls = domain_cls
         self.load_tokenizer = domain_cls.load_tokenizer
         self.init_dir: Path | None = None  # the pretrained model's HF directory (`pretrained.resolve`), once known
-        self.phases = rundir.RunDir(self.out)
+        self.phases = rundir.in_order((*domain_cls.stages, *rundir.PHASES.values()))  # this run's, by name
+        self.fingerprints = rundir.RunDir(self.out, self.phases)  # theirs in phases.json
+        self.got: dict[str, Any] = {}  # what each phase run (or loaded) so far returned, by name
+        self.domain: Domain | None = None  # the domain and the examples the phases read, once the tokenizer exists
+        self.examples: Examples | None = None
 
     def verify(self, hashes: dict[str, str] | None = None) -> dict[str, dict]:
-        """On resume, refuse when any phase's saved work was made with other options (or, given their hashes,
-        other examples); return every phase's fingerprint."""
-        fps = {phase: rundir.fingerprint(self.cfg, phase, (hashes or {}).get(phase, "")) for phase in OUTPUTS}
-        for phase, fp in fps.items():
-            finished, partial = OUTPUTS[phase]
-            if self.cfg.resume and any((self.out / p).exists() for p in (finished, *partial)):
-                self.phases.check(phase, fp, finished=(self.out / finished).exists(),
-                                  ignore=() if hashes else ("examples",))
+        """On resume, refuse when any phase's saved work was made with other options (or, given each example set's
+        hash, other examples); return every phase's fingerprint."""
+        fps = {name: rundir.fingerprint(self.cfg, name, hashes, self.phases) for name in self.phases}
+        for name, fp in fps.items():
+            phase = self.phases[name]
+            if self.cfg.resume and self.holds(*phase.saved()):
+                self.fingerprints.check(name, fp, finished=self.holds(phase.finished),
+                                        ignore=() if hashes else ("examples",))
         return fps
+
+    def holds(self, *paths: str) -> bool:
+        """Whether the run directory holds any of these paths (or patterns)."""
+        return rundir.holds(self.out, (p for p in paths if p))
 
     # ---- phases ------------------------------------------------------------
     def tokenizer(self):
@@ -103,8 +131,6 @@ class Pipeline:
 
     def mle(self, tok, train):
         d = self.out / "mle"
-        if self.cfg.resume and (d / "model" / "config.json").is_file():
-            return self.checked(models.load(d / "model"), tok, d / "model")
         resume = self.cfg.resume and load_trainer_state(d / "checkpoint") is not None
         model = self.trainable(lambda: self.initial_model(tok), d / "checkpoint", resume, self.cfg.mle.seed)
         self.checked(model, tok, d / "checkpoint")
@@ -115,8 +141,6 @@ class Pipeline:
 
     def rl(self, tok, start_model, domain, train, curve):
         d = self.out / "rl"
-        if self.cfg.resume and (d / "model" / "config.json").is_file():
-            return self.checked(models.load(d / "model"), tok, d / "model")
         resume = self.cfg.resume and load_trainer_state(d / "checkpoint") is not None
         # a copy: GRPO trains in place, and the MLE model is still needed after RL (e.g. the video domain's `finish`)
         policy = self.trainable(lambda: copy.deepcopy(start_model), d / "checkpoint", resume,
@@ -146,6 +170,10 @@ class Pipeline:
                               eos_token=str(getattr(tok, "eos_token", "") or "<eos>"))
         modelcard.write(model_dir, text)
 
+    def saved_model(self, where: str):
+        """A finished phase's model, from `where` in the run directory."""
+        return self.checked(models.load(self.out / where), self.got["tokenizer"], self.out / where)
+
     def checked(self, model, tok, where: Path):
         """A model (on the run's device) whose vocabulary holds every id of the run's tokenizer."""
         models.check_vocab(model, len(tok), str(where))
@@ -169,10 +197,12 @@ class Pipeline:
         return decision_summary(examples, trivial_logprobs(model, examples, domain.pad_id, autocast=self.amp,
                                                            batch_size=max(1, self.cfg.eval_batch_size // 2)))
 
+    def saved_eval(self, name: str) -> dict:
+        """A finished final evaluation."""
+        return json.loads((self.out / f"eval_{name}.json").read_text())
+
     def final_eval(self, name, model, domain, test):
         path = self.out / f"eval_{name}.json"
-        if self.cfg.resume and path.is_file():
-            return json.loads(path.read_text())
         partial = self.out / f"eval_{name}.partial.jsonl"  # each finished batch, so --resume loses little
         if not self.cfg.resume:
             with dist.by_main() as main:
@@ -188,20 +218,20 @@ class Pipeline:
         return result
 
     @contextlib.contextmanager
-    def timed(self, phase: str, *progress: str):
+    def timed(self, phase: rundir.Phase):
         """Add the phase's seconds to `timings.json` in the run directory, even when it is interrupted.
 
-        A phase that picks up saved work (one of the `progress` paths exists, on --resume) adds to its
-        earlier time; one that starts over starts from zero, so the total is what the results cost.
+        A phase that picks up saved work (on --resume, what it leaves finished or interrupted exists) adds to
+        its earlier time; one that starts over starts from zero, so the total is what the results cost.
         """
-        carried = self.cfg.resume and any((self.out / p).exists() for p in progress)
+        carried = self.cfg.resume and self.holds(*phase.saved())
         t0 = time.time()
         try:
             yield
         finally:
             if dist.is_main():  # (a `return` here would swallow the phase's exception)
                 timings = self.timings()
-                timings[phase] = round((timings.get(phase, 0.0) if carried else 0.0) + time.time() - t0, 1)
+                timings[phase.name] = round((timings.get(phase.name, 0.0) if carried else 0.0) + time.time() - t0, 1)
                 save_json(self.out / "timings.json", timings)
 
     def timings(self) -> dict[str, float]:
@@ -241,29 +271,64 @@ class Pipeline:
                                         f"{cfg.model.init_from}")
         results = Path(cfg.results)
         main = dist.is_main()  # process 0 takes the directory; the others follow once it has
-        if main:
-            rundir.prepare(self.out, cfg.resume, cfg.overwrite, results)  # refuses before the lock creates the directory
+        written = self.written() if cfg.overwrite and main else ()
+        if main:  # refuses before the lock creates the directory
+            rundir.prepare(self.out, cfg.resume, cfg.overwrite, results, written)
         with rundir.Lock(self.out) if main else contextlib.nullcontext():
             if main:
-                rundir.prepare(self.out, cfg.resume, cfg.overwrite, results)  # again, now that no other run writes here
+                rundir.prepare(self.out, cfg.resume, cfg.overwrite, results, written)  # again, now no other run writes
             dist.barrier()
-            self.phases.trust_unrecorded = cfg.resume and self.phases.stored() is None
+            self.fingerprints.trust_unrecorded = cfg.resume and self.fingerprints.stored() is None
             dist.barrier()  # every process has read the directory as it was before this run records itself
             return self.phases_in_order(command)
 
+    def written(self) -> list[rundir.Phase]:
+        """The phases whose outputs --overwrite clears: this run's, and the stages of the domain of the run it
+        replaces (its config.json's), where that domain loads here."""
+        try:
+            old = json.loads((self.out / "config.json").read_text()).get("domain")
+        except (OSError, ValueError, AttributeError):
+            old = None
+        stages = () if old not in domains.DOMAINS or old == self.cfg.domain or domains.missing_modules(old) \
+            else domains.get(old)[0].stages
+        return [*self.phases.values(), *stages]
+
     def phases_in_order(self, command: str) -> dict:
-        cfg = self.cfg
         main = dist.is_main()
         self.verify()  # the options alone, before anything in the directory is written
-        if not cfg.resume and main:
+        if not self.cfg.resume and main:
             (self.out / "timings.json").unlink(missing_ok=True)
-        if self.domain_cls.prepare is not Domain.prepare:  # e.g. transitions collected with a real browser, once
-            with self.timed("collect"), dist.by_main() as first:
-                if first:
-                    self.domain_cls.prepare(cfg.data)
-        with self.timed("tokenizer", "tokenizer"):
-            tok = self.tokenizer()
-        domain = self.domain_cls(tok, cfg.data)
+        for phase in self.phases.values():
+            if self.examples is None and any(p.examples for p in rundir.lineage(phase.name, self.phases)):
+                self.read_examples()
+            with self.timed(phase):
+                self.got[phase.name] = self.run_phase(phase)
+            if phase.name in modelcard.PHASES:  # a model of its own: its README beside it
+                self.write_card(phase.name, self.domain, self.examples.test, self.got["tokenizer"], command)
+        if not main:  # process 0 reports
+            return {}
+        return self.results(command)
+
+    def run_phase(self, phase: rundir.Phase) -> Any:
+        """A finished phase loaded (on --resume), or the phase run, continuing its saved work if any."""
+        run = self.stage() if phase in self.domain_cls.stages else self
+        if self.cfg.resume and self.holds(phase.finished):
+            return phase.load(run) if phase.load else None
+        with dist.by_main() if phase.on_main else contextlib.nullcontext(True) as mine:
+            return phase.run(run) if mine else None
+
+    def stage(self) -> StageContext:
+        """What a domain's stage gets from the run."""
+        cfg = self.cfg
+        return StageContext(out=self.out, results=Path(cfg.results), mle=cfg.mle, rl=cfg.rl, autocast=self.amp,
+                            evaluate=self.evaluate, data=cfg.data, domain=self.domain,
+                            test=self.examples.test if self.examples else (), got=self.got)
+
+    def read_examples(self) -> None:
+        """The domain and the examples the phases read (once the tokenizer exists); then every phase is checked
+        against them too and recorded (`phases.json`) with the config: from here this run owns the directory."""
+        cfg = self.cfg
+        self.domain = domain = self.domain_cls(self.got["tokenizer"], cfg.data)
         train = domain.examples("train", stage="mle", seed=cfg.mle.seed)
         rl_train = domain.examples("train", stage="rl", seed=cfg.rl.seed)
         test = domain.examples("test")
@@ -274,48 +339,23 @@ class Pipeline:
             test_indices = (balanced_indices if cfg.eval_balanced else subsample_indices)(test, cfg.eval_limit, seed=1)
             test = [test[i] for i in test_indices]
         curve = subsample(test, cfg.curve_limit, seed=2) if cfg.curve_limit else []
-        tr, rl, te = (rundir.examples_hash(x) for x in (train, rl_train, test))  # each set hashed once
-        h = {"mle": tr, "eval_mle": tr + te, "rl": tr + rl, "eval_rlvr": tr + rl + te}
-        fps = self.verify(h)  # the examples too; then this run owns the directory
-        if main:
-            self.phases.record(fps)
+        self.examples = Examples(train, rl_train, test, curve, n_test_split, test_indices)
+        fps = self.verify(self.examples.hashes())  # each set hashed once
+        if dist.is_main():
+            self.fingerprints.record(fps)
             save_config(self.out, cfg)
-        with self.timed("mle", *PROGRESS["mle"]):
-            mle_model = self.mle(tok, train)
-        self.write_card("mle", domain, test, tok, command)
-        with self.timed("eval_mle", *PROGRESS["eval_mle"]):
-            mle_eval = self.final_eval("mle", mle_model, domain, test)
-        with self.timed("rl", *PROGRESS["rl"]):
-            rl_model = self.rl(tok, mle_model, domain, rl_train, curve)
-        self.write_card("rl", domain, test, tok, command)
-        with self.timed("eval_rlvr", *PROGRESS["eval_rlvr"]):
-            rl_eval = self.final_eval("rlvr", rl_model, domain, test)
-        extra = {}
-        if self.domain_cls.finish is not Domain.finish:  # e.g. the video domain's real-footage evaluation, pictures
-            with self.timed("finish"):
-                stage = StageContext(out=self.out, results=Path(cfg.results), mle=cfg.mle, rl=cfg.rl, autocast=self.amp,
-                                     evaluate=self.evaluate)
-                extra = domain.finish(stage, test, mle_model, rl_model, mle_eval, rl_eval)
-        if not main:  # process 0 reports
-            return {}
-        timings = self.timings()
-        results = report.build(cfg, command=command, timings=timings, params=models.num_params(rl_model),
-                               mle=mle_eval, rlvr=rl_eval, out=self.out, n_train=len(train), n_rl=len(rl_train),
-                               n_test_split=n_test_split, test_indices=test_indices, trivial=trivial_eval(domain, test))
-        results.update(extra)
+
+    def results(self, command: str) -> dict:
+        """Both final evaluations side by side, with what the domain's stages returned; written beside `cfg.results`."""
+        cfg, got, e = self.cfg, self.got, self.examples
+        results = report.build(cfg, command=command, timings=self.timings(), params=models.num_params(got["rl"]),
+                               mle=got["eval_mle"], rlvr=got["eval_rlvr"], out=self.out, n_train=len(e.train),
+                               n_rl=len(e.rl), n_test_split=e.n_test_split, test_indices=e.test_indices,
+                               trivial=trivial_eval(self.domain, e.test))
+        for stage in self.domain_cls.stages:
+            results.update(got[stage.name] or {})
         report.write(Path(cfg.results), results, self.out)
         return results
-
-
-# Each phase's outputs: the one a finished phase leaves, and those an interrupted one leaves behind.
-OUTPUTS = {
-    "tokenizer": ("tokenizer", ()),
-    "mle": ("mle/model/config.json", ("mle/checkpoint", "mle/checkpoint.old")),
-    "eval_mle": ("eval_mle.json", ("eval_mle.partial.jsonl",)),
-    "rl": ("rl/model/config.json", ("rl/checkpoint", "rl/checkpoint.old")),
-    "eval_rlvr": ("eval_rlvr.json", ("eval_rlvr.partial.jsonl",)),
-}
-PROGRESS = {phase: (finished, *partial) for phase, (finished, partial) in OUTPUTS.items()}
 
 
 def trivial_eval(domain, examples) -> dict | None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..rundir import Phase
+
 # A reward is a pure function: (response text or decoded prediction, example
 # payload) -> (value, parts). `parts` holds the components worth logging.
 Reward = Callable[[Any, Any], "tuple[float, dict[str, float]]"]
@@ -42,14 +44,36 @@ class Example:
 
 @dataclass
 class StageContext:
-    """What a domain's own stage after both evaluations (`Domain.finish`) gets from the run: no pipeline object."""
+    """What a domain's own stage (`Domain.stages`) gets from the run: no pipeline object."""
 
-    out: Path  # the run directory (the stage writes under a folder of its own there)
+    out: Path  # the run directory (the stage writes there what its declaration names)
     results: Path  # the results file (pictures may go beside it)
     mle: Any  # the run's MLEConfig and RLConfig, for training of its own
     rl: Any
     autocast: Any  # the run's mixed-precision context factory
     evaluate: Callable  # (model, domain, examples, description) -> the engine's evaluation result, run's settings
+    data: Any = None  # the run's data options
+    domain: Any = None  # the domain, once the tokenizer exists
+    test: Sequence[Example] = ()  # the final evaluations' examples, once read
+    # what each phase run so far returned, by name: "tokenizer", the "mle" and "rl" models, their evaluations
+    # "eval_mle" and "eval_rlvr" (summaries with every record), and a stage's own
+    got: dict[str, Any] = field(default_factory=dict)
+
+
+def collect_stage(prepare: Callable[[Any], None]) -> Phase:
+    """A domain's `prepare` as the stage `collect`, before the tokenizer: under torchrun process 0 alone makes the
+    data (into the cache: nothing in the run directory) and the others wait."""
+    return Phase("collect", options=("data",), on_main=True, run=lambda stage: prepare(stage.data))
+
+
+def finish_stage(**declared) -> Phase:
+    """A domain's `finish` as the stage `finish`, after both evaluations; `declared`: what else its declaration says
+    (`rundir.Phase`, e.g. a folder it writes into the run directory)."""
+    def run(stage: StageContext) -> dict:
+        got = stage.got
+        return stage.domain.finish(stage, stage.test, got["mle"], got["rl"], got["eval_mle"], got["eval_rlvr"])
+
+    return Phase("finish", after=("eval_mle", "eval_rlvr"), run=run, **declared)
 
 
 class Domain:
@@ -75,6 +99,11 @@ class Domain:
     eos_id: int  # ends every response
     pad_id: int  # fills padded positions
     suppressed_ids: list[int] | None = None  # ids the sampler never draws (given tokens are still written in)
+    # The domain's own phases beside the engine's (`rundir.Phase`, run with a `StageContext`; e.g. `collect_stage`,
+    # `finish_stage`): each declares the options it depends on and what it leaves in the run directory, which
+    # phases.json, --resume, --overwrite and timings.json then treat like the engine's. A stage runs once the phases
+    # it starts from have (one that starts from none runs first); a dict it returns joins the results.
+    stages: tuple[Phase, ...] = ()
     prompt_format: str = ""  # how a prompt and its answer are written, in a few sentences (for the model card)
 
     # ---- data ----------------------------------------------------------------------------------------------------
@@ -89,7 +118,8 @@ class Domain:
 
     @staticmethod
     def prepare(data: Any) -> None:
-        """Make the data exist (e.g. collect or simulate it once into the cache); after the checks, before training."""
+        """Make the data exist (e.g. collect or simulate it once into the cache); after the checks, before training
+        (where `stages` holds a `collect_stage`) and before an export."""
 
     @staticmethod
     def describe(data: Any) -> dict:
@@ -135,8 +165,8 @@ class Domain:
 
     # ---- results -------------------------------------------------------------------------------------------------
     def finish(self, stage: StageContext, test, mle_model, rl_model, mle_eval: dict, rl_eval: dict) -> dict:
-        """A stage of the domain's own after both evaluations (e.g. the video domain's real footage); what it
-        returns is added to the results."""
+        """A stage of the domain's own after both evaluations (e.g. the video domain's real footage), run where
+        `stages` holds a `finish_stage`; what it returns is added to the results."""
         return {}
 
     @staticmethod

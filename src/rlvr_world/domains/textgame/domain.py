@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...engine.domain import finish_stage
 from ..textdomain import TextDomain
 from . import reward
 from .data import Transition, load_split, select_games
@@ -26,6 +27,7 @@ class TextGameDomain(TextDomain):
     columns = ("unchanged", "changed", "overall")  # of the results table
     binary_metric = True  # 0/1 per example (McNemar's test) or graded (Wilcoxon's)
     reported_parts = ()  # reward parts averaged into the results besides the metric
+    stages = (finish_stage(),)  # what the greedy answers were (`finish`)
     # facts from the RLVR-World paper (text game, 1.5B model, task-specific reward) and its GPT-4 baseline
     reference = {
         "paper 1.5B MLE": {"unchanged": 38.9, "changed": 24.2, "overall": 32.9},

@@ -47,7 +47,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ...engine.domain import Domain, Example
+from ...engine.domain import Domain, Example, collect_stage, finish_stage
 from ..ids import token_ids
 from .data import DataError, Episodes, VideoData, bridge, simulated
 from .layout import VideoTokenizer
@@ -55,6 +55,9 @@ from .lpips import RememberingLPIPS, load_lpips
 from .metrics import WORST_REWARD, patch_rewards, video_reward
 
 __all__ = ["DataError", "VideoData", "VideoDomain", "VideoTokenizer"]
+
+REAL_FOOTAGE = "bridge"  # the run directory's folder of the real-footage evaluation (`evaluation.real_footage`)
+
 
 @dataclass
 class Target:
@@ -115,6 +118,9 @@ class VideoDomain(Domain):
             if data.dataset:
                 raise DataError(f"video dataset not found: {path}")
             generate(data.sim_config(), path)
+
+    # the episodes simulated before the frame tokenizer reads them; real footage and pictures after both evaluations
+    stages = (collect_stage(prepare), finish_stage(scratch=(REAL_FOOTAGE,)))
 
     @staticmethod
     def check_data(data: VideoData) -> None:

@@ -33,6 +33,7 @@ from ...engine.checkpoint import save_json
 from ...engine.evaluate import part_means
 from ...stats import paired_test, round_sig
 from .data import bridge, rt1_frames
+from .domain import REAL_FOOTAGE
 from .metrics import frame_metrics
 
 METRICS = ("mse", "mae", "psnr", "ssim", "lpips")  # lpips unless `VideoData.lpips` is empty
@@ -142,7 +143,7 @@ def real_footage(domain, stage, mle_model, rl_model) -> dict:
     from ...engine.mle import train_mle
     from ...engine.rl import train_rl
 
-    data, out = domain.data, stage.out / "bridge"
+    data, out = domain.data, stage.out / REAL_FOOTAGE
     test = domain.episode_examples(bridge("test"))
     res = {"n_test_episodes": 5, "n_train_episodes": 20, "n_test": len(test), "copy_last": copy_last(domain, test)}
     for name, model in (("zero_shot_mle", mle_model), ("zero_shot_rlvr", rl_model)):

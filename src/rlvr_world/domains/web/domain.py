@@ -18,6 +18,7 @@ similar elements; learning that would be learning a bug.
 
 from __future__ import annotations
 
+from ...engine.domain import collect_stage
 from ..textdomain import TextDomain
 from . import data as webdata
 from .acctree import Diff, format_diff
@@ -79,6 +80,8 @@ class WebDomain(TextDomain):
             if data.dataset:
                 raise DataError(f"web dataset not found: {path}")
             collect(data.collect_config(), path)
+
+    stages = (collect_stage(prepare),)  # the pages collected before the tokenizer reads them
 
     @staticmethod
     def check_data(data: WebData) -> None:
