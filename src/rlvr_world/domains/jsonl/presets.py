@@ -16,8 +16,10 @@ def jsonl() -> RunConfig:
         # on the synthetic household's 3,000 records (docs/grpo.md) 4 epochs at 2e-3 left exact accuracy at 16%,
         # 16 at 1e-3 reached 78%
         mle=MLEConfig(epochs=16.0, lr=1e-3),
-        rl=RLConfig(reward="diff_f1", steps=50, prompts_per_step=8, group_size=8, micro_batch_size=32,
-                    eval_every=25),
+        # RL is cheap here (400 steps take about as long as the MLE epochs); on the synthetic household 400 steps
+        # raised overall accuracy over their MLE start by 3.1 points on average against 0.7 for 50 (docs/grpo.md)
+        rl=RLConfig(reward="diff_f1", steps=400, prompts_per_step=8, group_size=8, micro_batch_size=32,
+                    eval_every=100),
         curve_limit=100,
     )
 
