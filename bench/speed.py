@@ -1,7 +1,7 @@
 """Speed of the RL loop against Hugging Face TRL and `generate`, side by side in one process.
 
     pip install -e ".[bench]"
-    python bench/speed.py                 # ~10 min on 2 CPU cores -> results/bench.json, BENCHMARKS.md
+    python bench/speed.py                 # ~10 min on 2 CPU cores -> results/bench.json, results/bench.md
 
 Everything runs on one random Llama-style model (5.7M parameters, 4,096-word
 vocabulary), the same 512-token prompts, 256-token responses and one reward:

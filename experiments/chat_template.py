@@ -1,6 +1,6 @@
 """Does a pretrained model's chat template help it start? Target log-likelihood with and without it.
 
-    python bench/chat_template.py [--model smollm2-135m] [--n 40] [--threads 2]
+    python experiments/chat_template.py [--model smollm2-135m] [--n 40] [--threads 2]
                                  [--out results/bench-chat-template.json]
 
 On a fixed subset of text-game test transitions (half changed), the mean

@@ -1,6 +1,6 @@
 """How many tokens the language domains cost with a pretrained model's tokenizer, and what its chat template adds.
 
-    python bench/pretrained_tokens.py [--model smollm2-135m] [--out results/bench-pretrained-tokens.json]
+    python experiments/pretrained_tokens.py [--model smollm2-135m] [--out results/bench-pretrained-tokens.json]
 
 Counts prompt and target tokens per split and group (changed / unchanged) for
 the text game (bundled data) and, when its dataset is already collected, the

@@ -1,6 +1,6 @@
 """Does the task-specific reward pay a wrong attempted change less than "no change"?
 
-    python bench/textgame_attempts.py --eval runs/tg-u25/eval_mle.json runs/tg-u25/eval_rlvr.json
+    python experiments/textgame_attempts.py --eval runs/tg-u25/eval_mle.json runs/tg-u25/eval_rlvr.json
 
 For every changed test transition of each saved evaluation (the per-example
 greedy responses `rlvr-world run` writes), scores the answer "nothing changes"
@@ -48,7 +48,7 @@ def main() -> None:
     p.add_argument("--out", default="results/textgame-attempts.json")
     args = p.parse_args()
     test = TextGameDomain.transitions("test", TextGameData())
-    res = {"command": "python bench/textgame_attempts.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    res = {"command": "python experiments/textgame_attempts.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
            "reward": "task_specific", "runs": {}}
     for path in args.eval:
         records = json.loads(Path(path).read_text())["records"]

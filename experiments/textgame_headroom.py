@@ -1,6 +1,6 @@
 """What sampling finds on changed text-game transitions: the behaviour GRPO can reinforce.
 
-    python bench/textgame_headroom.py --model runs/textgame-full/mle/model --n 48 --group-size 8
+    python experiments/textgame_headroom.py --model runs/textgame-full/mle/model --n 48 --group-size 8
 
 For `n` random changed transitions of the RL training set and of the test split,
 draws `group-size` samples each at the RL temperature and reports the share of

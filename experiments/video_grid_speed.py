@@ -1,6 +1,6 @@
 """How much faster is a video world model on 4×4 codes per frame than on 8×8?
 
-    python bench/video_grid_speed.py --runs runs/video runs/video-g8 --threads 2
+    python experiments/video_grid_speed.py --runs runs/video runs/video-g8 --threads 2
 
 For each finished run (its config and tokenizer), side by side in one
 process with the same threads: a freshly built model of the preset's shape

@@ -1,16 +1,16 @@
 """How much could a video world model gain by choosing codes for the pixel metric instead of their probability?
 
-    python bench/video_hedge.py --run runs/video --preset video --n 300
+    python experiments/video_hedge.py --run runs/video --preset video --n 300
 
 Greedy decoding writes each frame code's most probable value. The reward
 scores the decoded pixels, and the frame tokenizer's codes are FSQ digits the
 decoder reads as numbers, so when the model is unsure a code between its
 candidates can decode closer to the real tile than the most probable one.
-This bench decodes the held-out test prompts two ways with the same model:
+This experiment decodes the held-out test prompts two ways with the same model:
 greedy, and "hedge", the code with the least expected L1 distance (in the
 decoder's latent space) to a code drawn from the model's distribution, a rule
 that uses nothing but the model's own probabilities. The gap between the two
-is a gain RLVR could learn from the reward alone; the bench also says how far
+is a gain RLVR could learn from the reward alone; it also says how far
 an RLVR model's greedy codes moved towards the MLE model's hedge codes.
 Writes results/bench-video-hedge.json.
 """

@@ -1,6 +1,6 @@
 """Where does a video world model repeat the previous frame, and what does RLVR do to those rollouts?
 
-    python bench/video_repetition.py --run runs/video
+    python experiments/video_repetition.py --run runs/video
 
 Reads a finished video run (its config, tokenizer and the MLE and RLVR test
 evaluations, `eval_mle.json` / `eval_rlvr.json`; nothing is decoded again)

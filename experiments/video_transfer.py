@@ -1,6 +1,6 @@
 """Does GRPO's gain on the video prompts it trains on reach other prompts?
 
-    python bench/video_transfer.py --run runs/video --preset video --n 8 --steps 30
+    python experiments/video_transfer.py --run runs/video --preset video --n 8 --steps 30
 
 Runs GRPO with the preset's RL settings on one fixed batch of `n` training
 prompts (the same batch every step) from the run's MLE model, and every
