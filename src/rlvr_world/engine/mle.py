@@ -16,16 +16,12 @@ from typing import Sequence
 
 import torch
 
-from ..device import MemoryTrimmer
-from ..progress import advance, bar
 from . import distributed as dist
-from .checkpoint import GracefulStop, MetricLog, check_finite, load_trainer_state, save_model
+from .checkpoint import check_finite
 from .domain import Example
-from .models import merged
+from .loop import TrainingLoop
 from .options import MLEConfig
 from .sequences import make_batch, token_logprobs
-
-
 
 
 def plan_batches(lengths: Sequence[int], batch_tokens: int, epochs: float, seed: int) -> list[list[int]]:
@@ -108,50 +104,25 @@ def train_mle(
     plan = plan_batches(lengths, cfg.batch_tokens, cfg.epochs, cfg.seed)
     params = [p for p in model.parameters() if p.requires_grad]  # with LoRA: the adapter only
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
-    start = 0
-    state = load_trainer_state(out_dir / "checkpoint") if resume else None
-    if state is not None:
-        opt.load_state_dict(state["optimizer"])
-        start = state["step"]
-    main = dist.is_main()
-    log = MetricLog(out_dir / "metrics.jsonl", resume_step=start if state else -1,
-                    tensorboard=tensorboard) if main else None
+    loop = TrainingLoop("MLE", out_dir, model, tokenizer, opt, len(plan), cfg.save_every, resume=resume,
+                        tensorboard=tensorboard)
     model.train()
-    pad_id = tokenizer.pad_token_id
-    trim = MemoryTrimmer()  # the resident set stays near its size after warm-up
-    with bar("MLE", total=len(plan), disable=not main) as progress, GracefulStop() as stop:
-        advance(progress, start)
-        for step in range(start, len(plan)):
-            t0 = time.perf_counter()
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, len(plan), cfg)
-            loss, n_tok = mle_loss(model, [examples[i] for i in dist.share(plan[step])], pad_id, autocast)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            t_sync = dist.sum_gradients(params)
-            loss = dist.total(loss.detach())
-            gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            check_finite("MLE", step + 1, f"lower --mle.lr (now {cfg.lr:g})",
-                         loss=loss.item(), gradient_norm=gnorm.item())
-            opt.step()
-            trim()
-            row = {"step": step + 1, "loss": loss.item(), "lr": opt.param_groups[0]["lr"], "grad_norm": gnorm.item(),
-                   "target_tokens": n_tok, "step_s": time.perf_counter() - t0}
-            if dist.active():
-                row["sync_s"] = t_sync
-            stopping = dist.any_rank(stop.requested)  # every process stops at the same step
-            if main:
-                log.write(row)
-            advance(progress, 1, f"loss {row['loss']:.3f}")
-            if stopping or ((step + 1) % cfg.save_every == 0 and step + 1 < len(plan)):
-                if main:
-                    save_model(out_dir / "checkpoint", model, tokenizer,
-                               {"optimizer": opt.state_dict(), "step": step + 1})
-                dist.barrier()
-            if stopping:
-                raise KeyboardInterrupt
-    model = merged(model)  # a LoRA adapter folded in: the final model is a plain HF model
-    if main:
-        save_model(out_dir / "model", model, tokenizer)
-    dist.barrier()
-    return model
+
+    def step(i: int) -> dict:
+        t0 = time.perf_counter()
+        for group in opt.param_groups:
+            group["lr"] = lr_at(i, len(plan), cfg)
+        loss, n_tok = mle_loss(model, [examples[j] for j in dist.share(plan[i])], tokenizer.pad_token_id, autocast)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        t_sync = dist.sum_gradients(params)
+        loss = dist.total(loss.detach())
+        gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        check_finite("MLE", i + 1, f"lower --mle.lr (now {cfg.lr:g})", loss=loss.item(), gradient_norm=gnorm.item())
+        opt.step()
+        row = {"step": i + 1, "loss": loss.item(), "lr": opt.param_groups[0]["lr"], "grad_norm": gnorm.item(),
+               "target_tokens": n_tok, "step_s": time.perf_counter() - t0}
+        return {**row, "sync_s": t_sync} if dist.active() else row
+
+    loop.run(step, lambda row: f"loss {row['loss']:.3f}")
+    return loop.finish()

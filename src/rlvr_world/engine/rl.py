@@ -10,6 +10,13 @@ at 1 and no second forward pass is spent on them. The frozen starting model
 supplies the reference log-probabilities for the k3 KL term. Micro-batches
 hold whole groups, and each group's prompt goes through the model once, not G
 times (`sequences.group_logprobs`).
+
+A step, in the order of this file: `draw` samples (this process's share of
+the prompts), `score` decodes and rewards, `gathered` joins every process's
+scores into the whole batch's, the estimator `RLConfig.estimator` names
+(`advantages.ESTIMATORS`) credits them, and `update` takes the step;
+`collect` is the first four. `loop.TrainingLoop` does resuming, logging,
+stopping and saving, as for MLE.
 """
 
 from __future__ import annotations
@@ -25,14 +32,14 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..device import MemoryTrimmer, generator
-from ..progress import advance, bar
+from ..device import generator
 from . import distributed as dist
 from .advantages import ESTIMATORS, KINDS, Scores, decision_metrics
-from .checkpoint import GracefulStop, MetricLog, check_finite, load_trainer_state, save_model
+from .checkpoint import check_finite
 from .domain import Domain, Example
 from .grpo import grpo_loss
-from .models import has_lora, merged, reference_mode
+from .loop import TrainingLoop
+from .models import has_lora, reference_mode
 from .options import RLConfig
 from .sampler import sample, uniforms
 from .sequences import group_logprobs, micro_batches
@@ -239,6 +246,7 @@ def reference_logprobs(policy, ref, prompts, responses, pad_id: int, autocast) -
 
 
 def update(policy, ref, opt, ro: Rollouts, cfg: RLConfig, pad_id: int, autocast, step: int = 0) -> dict[str, float]:
+    """One optimizer step on the rollouts: the clipped loss with the KL term, token-mean over the whole batch."""
     G = cfg.group_size
     # token-mean over the whole batch: every process's responses
     width = max(1, max(map(len, ro.responses)))
@@ -274,6 +282,7 @@ def update(policy, ref, opt, ro: Rollouts, cfg: RLConfig, pad_id: int, autocast,
     return dict(metrics)
 
 
+# ---- the loop ------------------------------------------------------------------------------------------------------
 def train_rl(
     policy: torch.nn.Module,
     tokenizer,
@@ -300,49 +309,22 @@ def train_rl(
                          "each process needs at least one prompt group")
     ref = None if has_lora(policy) else copy.deepcopy(policy).eval().requires_grad_(False)
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
-    start = 0
-    state = load_trainer_state(out_dir / "checkpoint") if resume else None
-    if state is not None:
-        opt.load_state_dict(state["optimizer"])
-        if ref is not None:
-            ref.load_state_dict(state["reference"])
-        start = state["step"]
-    main = dist.is_main()
-    log = MetricLog(out_dir / "metrics.jsonl", resume_step=start if state else -1,
-                    tensorboard=tensorboard) if main else None
+    loop = TrainingLoop("RLVR", out_dir, policy, tokenizer, opt, cfg.steps, cfg.save_every, resume=resume,
+                        tensorboard=tensorboard, carried={} if ref is None else {"reference": ref})
     plan = prompt_batches(len(examples), cfg.prompts_per_step, cfg.steps, cfg.seed)
-    if start == 0 and evaluate_fn and cfg.eval_every:
-        at_start = evaluate_fn(policy)
-        if main:
-            log.write({"step": 0, **at_start})
-    trim = MemoryTrimmer()  # the resident set stays near its size after warm-up
-    with bar("RLVR", total=cfg.steps, disable=not main) as progress, GracefulStop() as stop:
-        advance(progress, start)
-        for step in range(start, cfg.steps):
-            t0 = time.perf_counter()
-            policy.eval()  # no dropout in rollouts or in the update
-            ro = collect(policy, domain, [examples[i] for i in plan[step]], cfg, step, autocast)
-            t_sample = time.perf_counter() - t0
-            m = update(policy, ref, opt, ro, cfg, domain.pad_id, autocast, step + 1)
-            trim()
-            row = {"step": step + 1, **ro.parts, **m, "time/sample_s": t_sample,
-                   "time/step_s": time.perf_counter() - t0}
-            if evaluate_fn and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
-                row.update(evaluate_fn(policy))
-            stopping = dist.any_rank(stop.requested)  # every process stops at the same step
-            if main:
-                log.write(row)
-            advance(progress, 1, f"reward {row['reward/mean']:.3f}  kl {row.get('loss/kl', 0):.4f}")
-            if stopping or ((step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps):
-                if main:
-                    refs = {} if ref is None else {"reference": ref.state_dict()}
-                    save_model(out_dir / "checkpoint", policy, tokenizer,
-                               {"optimizer": opt.state_dict(), **refs, "step": step + 1})
-                dist.barrier()
-            if stopping:
-                raise KeyboardInterrupt
-    policy = merged(policy)
-    if main:
-        save_model(out_dir / "model", policy, tokenizer)
-    dist.barrier()
-    return policy
+    if loop.start == 0 and evaluate_fn and cfg.eval_every:
+        loop.write({"step": 0, **evaluate_fn(policy)})
+
+    def step(i: int) -> dict:
+        t0 = time.perf_counter()
+        policy.eval()  # no dropout in rollouts or in the update
+        ro = collect(policy, domain, [examples[j] for j in plan[i]], cfg, i, autocast)
+        t_sample = time.perf_counter() - t0
+        m = update(policy, ref, opt, ro, cfg, domain.pad_id, autocast, i + 1)
+        row = {"step": i + 1, **ro.parts, **m, "time/sample_s": t_sample, "time/step_s": time.perf_counter() - t0}
+        if evaluate_fn and cfg.eval_every and (i + 1) % cfg.eval_every == 0:
+            row.update(evaluate_fn(policy))
+        return row
+
+    loop.run(step, lambda row: f"reward {row['reward/mean']:.3f}  kl {row.get('loss/kl', 0):.4f}")
+    return loop.finish()
