@@ -74,6 +74,24 @@ def test_the_decision_token_gets_no_push_when_a_group_agrees():
     assert torch.all(adv[:, :3] == 0) and adv[0, 3] < 0 < adv[2, 3]
 
 
+def test_balancing_the_axis_leaves_no_net_pull_toward_the_trivial_answer():
+    # unchanged group: trivial right, an attempt wrong; changed group: an attempt right, two unreadable answers wrong,
+    # the trivial answer wrong. Balanced by stratum, punishing the unreadable answers still pulls toward "no change"
+    at = torch.tensor([1, 1, 1, 1, 1, 3, 3, 1])  # (8,) decision positions, every example has a trivial answer
+    trivial = torch.tensor([1, 1, 1, 0, 0, 0, 0, 1]).bool()
+    attempt = torch.tensor([0, 0, 0, 1, 1, 0, 0, 0]).bool()
+    right = torch.tensor([1, 1, 1, 0, 1, 0, 0, 0]).bool()
+    unchanged = torch.tensor([1, 1, 1, 1, 0, 0, 0, 0]).bool()
+    r = right.float()
+    pull = lambda adv: (adv[:, 0] * torch.where(trivial, 1.0, -1.0)).sum().item()  # noqa: E731
+    plain, _ = decision_advantages(r, at, attempt, right, 4, 5, unchanged=unchanged)
+    axis, _ = decision_advantages(r, at, attempt, right, 4, 5, unchanged=unchanged, trivial=trivial)
+    assert pull(plain) > 0.5 and abs(pull(axis)) < 1e-5
+    shift = axis[:, 0] - plain[:, 0]  # one amount for every response, signed by whether it is the trivial answer
+    assert torch.allclose(shift.abs(), shift.abs()[0].expand(8)) and (shift[trivial] < 0).all()
+    assert torch.equal(axis[4, 2:], plain[4, 2:])  # an attempt's content credit is untouched
+
+
 class Tokens(Domain):
     """Ids are the answer: [5, 6, 2] says "nothing changes", anything else ending in 2 a change, no 2 is unreadable."""
 

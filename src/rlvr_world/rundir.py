@@ -92,7 +92,8 @@ PHASES = {p.name: p for p in (
     # RL phase continues with more (or fewer) steps
     Phase("rl", after=("mle",), options=("rl", "data.rl_*"), harmless=("rl.save_every", "rl.eval_every"),
           examples=("rl",), finished="rl/model/config.json", partial=("rl/checkpoint", "rl/checkpoint.old"),
-          extendable=("rl.steps",), added={"rl.scale": "group", "rl.advantage": "grpo", "rl.balance_strata": False},
+          extendable=("rl.steps",),
+          added={"rl.scale": "group", "rl.advantage": "grpo", "rl.balance_strata": False, "rl.balance_axis": False},
           run=lambda run: run.rl(run.got["tokenizer"], run.got["mle"], run.domain, run.examples.rl,
                                  run.examples.curve),
           load=lambda run: run.saved_model("rl/model")),

@@ -64,12 +64,14 @@ def grpo(s: Scores, cfg: RLConfig) -> tuple[torch.Tensor, dict[str, float]]:
 def decision(s: Scores, cfg: RLConfig) -> tuple[torch.Tensor, dict[str, float]]:
     """(N, T): the decision ("nothing changes" or not) credited by whether it was right, an attempted change's
     content by its reward against the group's other attempts (`grpo.decision_advantages`); T the longest response.
-    With `cfg.balance_strata` the two strata's decision credit is balanced."""
+    With `cfg.balance_strata` the two strata's decision credit is balanced; with `cfg.balance_axis` the batch's
+    decisions have no net pull toward or away from the trivial answer."""
     at, kind, unchanged = s.decided.unbind(1)  # (N,) each
     attempt = (kind == KINDS.index("change")) | (at < 0)  # (N,) no trivial answer: every response attempts
     return decision_advantages(s.rewards, at, attempt, decided_right(s.decided), s.group_size,
                                max(1, int(s.lengths.max())), scale=cfg.scale,
-                               unchanged=unchanged.bool() if cfg.balance_strata else None)
+                               unchanged=unchanged.bool() if cfg.balance_strata else None,
+                               trivial=kind == KINDS.index("no_change") if cfg.balance_axis else None)
 
 
 @register("token")

@@ -121,6 +121,7 @@ def _centered(values: torch.Tensor, members: torch.Tensor, group_size: int) -> t
 def decision_advantages(
     rewards: torch.Tensor, decision_at: torch.Tensor, attempt: torch.Tensor, right: torch.Tensor, group_size: int,
     width: int, eps: float = 1e-6, scale: str = "group", unchanged: torch.Tensor | None = None,
+    trivial: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Per-token advantages (N, width): the decision credited by its correctness, an attempt's content by its reward.
 
@@ -148,6 +149,11 @@ def decision_advantages(
     (the other's groups all decided alike) keeps its push: a model that always
     answers "nothing changes" can still learn to attempt changes, and it is
     balanced again once the unchanged transitions start to be answered wrong.
+
+    With `trivial` (N,) bool, the responses that are the trivial answer, every
+    decision advantage is shifted by one amount (toward the trivial answer for
+    trivial responses, away for the others) so that their net pull toward the
+    trivial answer, sum(adv * (+1 trivial, -1 other)), is zero.
     """
     N = rewards.numel()
     decides = decision_at >= 0  # (N,) responses to an example that has a trivial answer
@@ -157,6 +163,9 @@ def decision_advantages(
     dec = _rescale(dd, dstd, whole(dd, decides), scale, eps).view(N)  # (N,)
     if unchanged is not None:
         dec = balanced(dec, unchanged & decides, ~unchanged & decides)
+    if trivial is not None and decides.any():
+        axis = torch.where(trivial, 1.0, -1.0) * decides  # (N,) +1 the trivial answer, -1 any other, 0 no decision
+        dec = dec - axis * (dec * axis).sum() / decides.sum()  # no net pull toward or away from the trivial answer
     con = _rescale(cd, cstd, whole(cd, attempt), scale, eps).view(N)  # (N,)
     pos = torch.arange(width)[None, :]  # (1, width)
     adv = torch.where(pos <= decision_at[:, None], dec[:, None], con[:, None])  # (N, width)

@@ -89,6 +89,10 @@ class RLConfig:
     # stratum's total, so that the two pull equally on what they share and only telling them apart is learned
     # (unbalanced, the stratum whose decisions are less certain moves the other's: docs/grpo.md)
     balance_strata: bool = True
+    # with the decision split: shift every decision's credit so that the batch's net pull toward the trivial answer is
+    # zero (punishing an unreadable answer to a changed example otherwise pulls toward "nothing changes" as punishing
+    # an attempt to an unchanged one does); measured in docs/grpo.md, not better beyond noise, so off
+    balance_axis: bool = False
 
     @property
     def estimator(self) -> str:
