@@ -1,7 +1,8 @@
 """Does a training process's resident memory stay flat? RSS over the MLE steps of a preset, per allocator setting.
 
     python bench/memory.py [--preset default] [--steps 60] [--threads 2]
-                           [--variants default,no-trim,onednn-cache-16,malloc-arenas-2,malloc-mmap,jemalloc,fp32,avx2-emulated]
+                           [--variants default,no-trim,onednn-cache-16,malloc-arenas-2,malloc-mmap,jemalloc,fp32,
+                                       avx2-emulated]
                            [--out results/bench-memory.json]
 
 Each variant runs `rlvr-world run --preset P --threads T` in a fresh

@@ -177,7 +177,8 @@ def bench_sampler(model, plain, prompts, batch: int, group: int, new_tokens: int
     t = {k: statistics.median(v) for k, v in times.items()}
     return {"batch": batch, "group": group, "prompts": len(rows), "ours_s": round(t["ours"], 3),
             "generate_static_s": round(t["stock"], 3), "ours_tok_s": round(batch * new_tokens / t["ours"], 1),
-            "generate_static_tok_s": round(batch * new_tokens / t["stock"], 1), "speedup": round(t["stock"] / t["ours"], 2),
+            "generate_static_tok_s": round(batch * new_tokens / t["stock"], 1),
+            "speedup": round(t["stock"] / t["ours"], 2),
             "generate_static_onednn_s": round(t["onednn"], 3),
             "speedup_vs_generate_onednn": round(t["onednn"] / t["ours"], 2)}
 
@@ -251,7 +252,8 @@ def bench_ablations(model, prompts, long, args) -> dict:
         sample(model, rows, eos_id=-1, pad_id=0, max_new_tokens=args.new_tokens, generator=dev.generator(0), fast=False)
 
     group_prompts = prompts[:2]
-    responses = torch.randint(len(SPECIALS), VOCAB, (16, args.new_tokens), generator=torch.Generator().manual_seed(2)).tolist()
+    responses = torch.randint(len(SPECIALS), VOCAB, (16, args.new_tokens),
+                              generator=torch.Generator().manual_seed(2)).tolist()
 
     def grouped():
         logp, _, mask = group_logprobs(model, group_prompts, responses, 0)
@@ -344,7 +346,8 @@ def markdown(r: dict) -> str:
         "",
         "`generate` is timed on the stock model (PyTorch's `nn.Linear`, as transformers and TRL load it); on a model "
         "whose linear maps already run on oneDNN the sampler's own speed-up is: "
-        + ", ".join(f"batch {s['batch']} (groups of {s['group']}) {s['speedup_vs_generate_onednn']}x" for s in r["sampler"])
+        + ", ".join(f"batch {s['batch']} (groups of {s['group']}) {s['speedup_vs_generate_onednn']}x"
+                    for s in r["sampler"])
         + ".",
         "",
     ]
@@ -395,12 +398,14 @@ def main() -> None:
     ours_s, trl_s = statistics.median(ours_steps), statistics.median(trl["step_s"])
     result["rl_step"] = {
         "rollouts": 16, "prompts": 2, "group_size": 8, "kl_coef": 0.001,
-        "ours_s": round(ours_s, 3), "ours_sample_s": round(statistics.median(ours_a["sample_s"] + ours_b["sample_s"]), 3),
+        "ours_s": round(ours_s, 3),
+        "ours_sample_s": round(statistics.median(ours_a["sample_s"] + ours_b["sample_s"]), 3),
         "trl_s": round(trl_s, 3), "speedup": round(trl_s / ours_s, 2),
         "ours_all_s": [round(t, 3) for t in ours_steps], "trl_all_s": [round(t, 3) for t in trl["step_s"]],
-        "trl_settings": "GRPOTrainer on CPU (use_cpu), fp32, cache_implementation=static, no vLLM, gradient_checkpointing off, "
-                        "per_device_train_batch_size=16, num_generations=8, gradient_accumulation_steps=1 "
-                        f"(aligned: no old-log-prob pass), beta=0.001, loss_type=dapo, min_new_tokens={args.new_tokens}",
+        "trl_settings": "GRPOTrainer on CPU (use_cpu), fp32, cache_implementation=static, no vLLM, "
+                        "gradient_checkpointing off, per_device_train_batch_size=16, num_generations=8, "
+                        "gradient_accumulation_steps=1 (aligned: no old-log-prob pass), beta=0.001, loss_type=dapo, "
+                        f"min_new_tokens={args.new_tokens}",
     }
     print(f"RL step speed-up {trl_s / ours_s:.2f}x", flush=True)
 

@@ -49,8 +49,9 @@ def measure(run: Path, mle_steps: int, n: int) -> dict:
     t0 = time.perf_counter()
     evaluate(model, domain, test, batch_size=48, max_new_tokens=256, show_progress=False)
     eval_s = time.perf_counter() - t0
-    return {"run": str(run), "grid": domain.data.grid, "tokens_per_example": len(test[0].prompt_ids) + len(test[0].target_ids),
-            "mle_epochs": round(epochs, 4), "mle_s": round(mle_s, 1), "eval_examples": len(test), "eval_s": round(eval_s, 1)}
+    return {"run": str(run), "grid": domain.data.grid,
+            "tokens_per_example": len(test[0].prompt_ids) + len(test[0].target_ids), "mle_epochs": round(epochs, 4),
+            "mle_s": round(mle_s, 1), "eval_examples": len(test), "eval_s": round(eval_s, 1)}
 
 
 def main() -> None:
@@ -64,7 +65,8 @@ def main() -> None:
     dev.set_threads(args.threads)
     rows = [measure(Path(r), args.mle_steps, args.n) for r in args.runs]
     for r in rows:  # seconds per batch of tokens and per decoded prompt, relative to the first run
-        r["mle_s_per_epoch_ratio"] = round((r["mle_s"] / r["mle_epochs"]) / (rows[0]["mle_s"] / rows[0]["mle_epochs"]), 3)
+        r["mle_s_per_epoch_ratio"] = round((r["mle_s"] / r["mle_epochs"]) / (rows[0]["mle_s"] / rows[0]["mle_epochs"]),
+                                           3)
         r["eval_s_ratio"] = round(r["eval_s"] / rows[0]["eval_s"], 3)
     result = {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "threads": args.threads, "runs": rows}
     save_json(Path(args.out), result)

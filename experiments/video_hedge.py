@@ -99,8 +99,9 @@ def main() -> None:
             s["rlvr_vs_mle_greedy"] = {k: paired_test(mle_g, {"records": runs["rlvr", "greedy"].records}, g,
                                                       binary=False, key=k, scale=1.0, lower_is_better=low)
                                        for k, low in METRICS.items()}
-            s["codes_shared_with_mle_hedge"] = {"mle_greedy": agreement(runs["mle", "greedy"], runs["mle", "hedge"], g),
-                                                "rlvr_greedy": agreement(runs["rlvr", "greedy"], runs["mle", "hedge"], g)}
+            hedge = runs["mle", "hedge"]
+            s["codes_shared_with_mle_hedge"] = {"mle_greedy": agreement(runs["mle", "greedy"], hedge, g),
+                                                "rlvr_greedy": agreement(runs["rlvr", "greedy"], hedge, g)}
         result["settings"][g] = s
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

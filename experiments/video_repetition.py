@@ -35,13 +35,15 @@ from rlvr_world.engine.checkpoint import save_json
 
 
 def describe(values: np.ndarray) -> dict:
-    return {"mean": round(float(values.mean()), 4), "quartiles": np.quantile(values, [0.25, 0.5, 0.75]).round(3).tolist(),
+    return {"mean": round(float(values.mean()), 4),
+            "quartiles": np.quantile(values, [0.25, 0.5, 0.75]).round(3).tolist(),
             "p90": round(float(np.quantile(values, 0.9)), 3)} if len(values) else {}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", required=True, help="a finished video run directory (config.json, tokenizer/, eval_*.json)")
+    ap.add_argument("--run", required=True,
+                    help="a finished video run directory (config.json, tokenizer/, eval_*.json)")
     ap.add_argument("--out", default="results/bench-video-repetition.json")
     args = ap.parse_args()
     run = Path(args.run)
@@ -62,7 +64,8 @@ def main() -> None:
     result = {
         "command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "run": args.run, "grid": data.grid,
         "n_rollouts": len(idx),
-        "repetition_rate": {"mle": round(100 * float(rep["mle"].mean()), 2), "rlvr": round(100 * float(rep["rlvr"].mean()), 2),
+        "repetition_rate": {"mle": round(100 * float(rep["mle"].mean()), 2),
+                            "rlvr": round(100 * float(rep["rlvr"].mean()), 2),
                             "real_frames": real_repetition([test[i] for i in idx]).get("repetition_rate")},
         "by_mle_repetition": {side: {"n": int(m.sum()), "real_motion": describe(motion[m]),
                                      "mle_reward": round(float(value["mle"][m].mean()), 4) if m.any() else None,

@@ -27,5 +27,6 @@ def tiny_lm():
     from rlvr_world.engine.models import ModelConfig, build
 
     torch.manual_seed(0)
-    model = build(ModelConfig(hidden_size=32, num_layers=2, num_heads=2, max_positions=256), 50, pad_id=0, bos_id=1, eos_id=2)
+    model = build(ModelConfig(hidden_size=32, num_layers=2, num_heads=2, max_positions=256), 50,
+                  pad_id=0, bos_id=1, eos_id=2)
     return model.eval()

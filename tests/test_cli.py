@@ -25,7 +25,8 @@ def cli(*args, cwd, check=True, env=None, **kw):
 
 
 def tiny(out, *extra):
-    return ["run", "--preset", "tiny", "--threads", "1", "--out", str(out), "--results", str(out / "results.json"), *extra]
+    return ["run", "--preset", "tiny", "--threads", "1", "--out", str(out), "--results", str(out / "results.json"),
+            *extra]
 
 
 def weights(path):
@@ -115,7 +116,8 @@ def test_resume_after_interrupt_equals_uninterrupted(tmp_path, phase, extra):
     full = tmp_path / "full"
     cli(*tiny(full, *extra), cwd=tmp_path)
     if phase == "rl":
-        rewards = [json.loads(l).get("reward/mean", 0) for l in (full / "rl" / "metrics.jsonl").read_text().splitlines()]
+        lines = (full / "rl" / "metrics.jsonl").read_text().splitlines()
+        rewards = [json.loads(l).get("reward/mean", 0) for l in lines]
         assert max(rewards) > 0 and not same_weights(full / "mle" / "model", full / "rl" / "model")
     cut = tmp_path / "cut"
     p = subprocess.Popen([sys.executable, "-m", "rlvr_world.cli", *tiny(cut, *extra)], cwd=tmp_path, env=ENV,
@@ -237,7 +239,8 @@ def test_help_and_option_errors_answer_without_loading_torch(tmp_path):
     code = ("import sys\nfrom rlvr_world.cli import parser\n"
             "for argv in (['run', '--preset', 'web', '--help'], ['run', '--domain', 'jsonl', '--nope', '1']):\n"
             "    try:\n        parser(argv).parse_args(argv)\n    except SystemExit:\n        pass\n"
-            "heavy = sorted(m for m in ('torch', 'transformers', 'selenium', 'metaworld', 'scipy') if m in sys.modules)\n"
+            "heavy = sorted(m for m in ('torch', 'transformers', 'selenium', 'metaworld', 'scipy')\n"
+            "               if m in sys.modules)\n"
             "print('HEAVY', heavy)\n")
     p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
     assert "HEAVY []" in p.stdout, p.stdout[-2000:] + p.stderr[-2000:]

@@ -30,7 +30,8 @@ def test_each_domain_keeps_the_contract(name):
 
 
 def test_presets_are_unique_and_all_known():
-    names = [p for name in domains.DOMAINS for p in importlib.import_module(f"rlvr_world.domains.{name}.presets").PRESETS]
+    names = [p for name in domains.DOMAINS
+             for p in importlib.import_module(f"rlvr_world.domains.{name}.presets").PRESETS]
     assert len(names) == len(set(names)) and list(presets()) == names
 
 

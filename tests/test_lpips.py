@@ -61,7 +61,8 @@ def test_converter_on_a_checkpoint_in_the_packages_format(tmp_path):
     want = np.einsum("abc,abco->o", padded[4 * i:4 * i + 11, 4 * j:4 * j + 11], k) + b
     got = net.features[0](x)[0, :, i, j].detach().numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-    assert torch.equal(sd["lin4.model.1.weight"][0, :, 0, 0], torch.from_numpy(params["NetLinLayer_4"]["Conv_0"]["kernel"][0, 0, :, 0]))
+    kernel = params["NetLinLayer_4"]["Conv_0"]["kernel"]
+    assert torch.equal(sd["lin4.model.1.weight"][0, :, 0, 0], torch.from_numpy(kernel[0, 0, :, 0]))
     with pytest.raises(ValueError, match="VGG16"):
         lp.from_flax(params, "vgg")  # the wrong backbone: one line
 

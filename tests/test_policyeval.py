@@ -87,7 +87,8 @@ def test_an_imagined_rollout_keeps_frame_and_action_tokens_in_place(tok, monkeyp
     monkeypatch.setattr(imagine_mod, "sample", recording)
     im = imagine(model, tok, Policy(SPEC["random"]), ctx, ctx_actions, np.zeros(E, int), np.arange(E), T,
                  temperature=1.0, generator=torch.Generator().manual_seed(0))
-    assert im.frames.shape == (E, T + 1, 64, 64, 3) and im.actions.shape == (E, T, 4) and im.codes.shape == (E, T + 1, L)
+    assert im.frames.shape == (E, T + 1, 64, 64, 3) and im.actions.shape == (E, T, 4)
+    assert im.codes.shape == (E, T + 1, L)
     np.testing.assert_array_equal(im.frames[:, :C], ctx)
     np.testing.assert_array_equal(im.actions[:, :C], ctx_actions)
     np.testing.assert_array_equal(im.codes[:, :C], tok.frame_codes(ctx))

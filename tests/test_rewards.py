@@ -43,7 +43,8 @@ def real_changed(test_split, pred):
 
 
 def test_each_kind_of_error_lowers_the_reward_on_a_real_record(test_split):
-    t = real_changed(test_split, lambda t: t.changed and len(state_diff(t.objects, t.score, t.next_objects, t.next_score)["modified"]) >= 1
+    modified = lambda t: state_diff(t.objects, t.score, t.next_objects, t.next_score)["modified"]  # noqa: E731
+    t = real_changed(test_split, lambda t: t.changed and len(modified(t)) >= 1
                      and any(o["properties"] for o in t.next_objects))
     truth = state_diff(t.objects, t.score, t.next_objects, t.next_score)
     best = reward.task_specific(json.dumps(truth), t)[0]

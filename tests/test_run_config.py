@@ -146,7 +146,8 @@ def test_missing_and_malformed_files_and_bad_options_beside_a_file(tmp_path):
 def test_print_config_loads_nothing_heavy(tmp_path):
     code = ("import sys\nfrom rlvr_world.cli import main\n"
             "assert main(['run', '--config', 'configs/video.yaml', '--rl.steps', '3', '--print-config']) == 0\n"
-            "heavy = sorted(m for m in ('torch', 'transformers', 'selenium', 'metaworld', 'scipy') if m in sys.modules)\n"
+            "heavy = sorted(m for m in ('torch', 'transformers', 'selenium', 'metaworld', 'scipy')\n"
+            "               if m in sys.modules)\n"
             "print('HEAVY', heavy, file=sys.stderr)\n")
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
     assert "HEAVY []" in p.stderr, p.stderr[-2000:]

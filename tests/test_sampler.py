@@ -197,7 +197,7 @@ def test_suppressed_ids_are_never_sampled_but_forced_ones_are_written(tiny_lm):
 
 
 def test_a_pick_rule_chooses_the_free_tokens_and_forced_ones_stay(tiny_lm):
-    last = lambda logits: torch.full((logits.size(0),), logits.size(-1) - 1, dtype=torch.long)  # always the last id
+    last = lambda logits: torch.full((logits.size(0),), logits.size(-1) - 1, dtype=torch.long)  # noqa: E731 - the last id
     V = tiny_lm.config.vocab_size
     out = sample(tiny_lm, PROMPTS, eos_id=2, pad_id=0, max_new_tokens=4, pick=last, forced=[[-1, 9], None, None])
     assert out.tokens[0].tolist() == [V - 1, 9, V - 1, V - 1]

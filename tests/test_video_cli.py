@@ -1,4 +1,5 @@
-"""The video domain end to end as a user runs it: simulate -> frame tokenizer -> MLE -> RLVR -> real footage -> results."""
+"""The video domain end to end as a user runs it: simulate -> frame tokenizer -> MLE -> RLVR -> real footage ->
+results."""
 
 import json
 import os
@@ -53,7 +54,8 @@ def test_policy_eval_on_a_tiny_run_end_to_end_and_resumed(tiny_run):
     out = tmp_path / "pe" / "policy-eval.json"
     args = ("policy-eval", "--run", str(run), "--episodes", "2", "--train-episodes", "3", "--test-episodes", "2",
             "--policy-steps", "4", "--detector-steps", "4", "--detector-episodes", "1", "--batch-size", "8",
-            "--policies", "bc", "bc-noise-1.0", "random", "--threads", "1", "--out", str(out), "--run-dir", str(tmp_path / "pe-run"))
+            "--policies", "bc", "bc-noise-1.0", "random", "--threads", "1", "--out", str(out),
+            "--run-dir", str(tmp_path / "pe-run"))
     p = cli(*args, cwd=tmp_path, env=env)
     res = json.loads(out.read_text())
     assert res["tasks"] == ["reach-v3"] and res["policies"] == ["bc", "bc-noise-1.0", "random"]

@@ -49,7 +49,8 @@ def test_bad_action_is_a_one_line_error(bad):
 
 
 def test_scripted_policy_follows_the_instruction():
-    tree = "[1] RootWebArea 'T'\n\t[4] checkbox 'QV' checked: False\n\t[5] checkbox 'zz' checked: False\n\t[2] button 'Submit'"
+    tree = ("[1] RootWebArea 'T'\n\t[4] checkbox 'QV' checked: False\n\t[5] checkbox 'zz' checked: False\n"
+            "\t[2] button 'Submit'")
     import random
 
     a = scripted_action(tree, "Select QV and click Submit.", set(), random.Random(0))

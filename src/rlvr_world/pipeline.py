@@ -260,7 +260,8 @@ class Pipeline:
             raise ValueError(f"--compare {cfg.compare}: not a finished run directory (results.json, eval_mle.json "
                              f"and eval_rlvr.json)")
         if cfg.rl.reward not in self.domain_cls.rewards:
-            raise ValueError(f"unknown {cfg.domain} reward {cfg.rl.reward!r}; known: {', '.join(self.domain_cls.rewards)}")
+            known = ", ".join(self.domain_cls.rewards)
+            raise ValueError(f"unknown {cfg.domain} reward {cfg.rl.reward!r}; known: {known}")
         self.domain_cls.check_reward(cfg.rl.reward, cfg.data)
         if cfg.model.init_from:
             self.init_dir = pretrained.resolve(cfg.model.init_from)

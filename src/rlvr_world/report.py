@@ -139,7 +139,7 @@ def compared(run: str, res: dict) -> dict:
         return {**result_of(kept, domain_cls.reported_parts, domain_cls.metric_scale).summary(), "records": kept}
 
     evals = {k: on_ours(v) for k, v in evals.items()}
-    test = lambda a, b, g: paired_test(a, b, None if g == "overall" else g, binary=domain_cls.binary_metric,
+    test = lambda a, b, g: paired_test(a, b, None if g == "overall" else g, binary=domain_cls.binary_metric,  # noqa: E731
                                        scale=domain_cls.metric_scale)
     per_metric = {f"{k}_vs_{k}": domain_cls.compare_models(evals[k], res["evals"][k]) for k in ("mle", "rlvr")}
     return {

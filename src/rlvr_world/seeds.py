@@ -113,7 +113,7 @@ def plot(s: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 3.8), squeeze=False)
     for ax, name in zip(axes[0], names):
         table = s["tables"][name]
-        for i, (col, c) in enumerate(table.items()):
+        for i, c in enumerate(table.values()):
             ax.scatter([i] * len(c["delta"]), c["delta"], color="tab:blue", alpha=0.7, zorder=3)
             ax.errorbar(i + 0.18, c["mean"], yerr=c["sd"], fmt="s", color="tab:red", capsize=4, zorder=3)
         ax.axhline(0, color="grey", lw=0.8)

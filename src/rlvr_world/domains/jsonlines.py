@@ -20,7 +20,7 @@ def read_json_lines(path: str | Path, parse: Callable[[object], T], error: type[
     lineno = 0
     try:
         with opener(path, "rt", encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
+            for lineno, line in enumerate(f, 1):  # noqa: B007 - the error below says which line
                 if line.strip():
                     out.append(parse(json.loads(line)))
     except (OSError, EOFError, UnicodeDecodeError) as e:

@@ -1,4 +1,4 @@
-"""Prefill and decode for the sampler: a generic decoder for any Hugging Face causal LM, and a fast one for Llama-style models.
+"""Prefill and decode for the sampler: a generic decoder for any HF causal LM, and a fast one for Llama-style models.
 
 Axes: B prompts, G samples per prompt, n live rows (at most B*G), P prompt
 length (left padded), t tokens generated so far, H query heads, K key/value
@@ -46,7 +46,7 @@ def with_cache(model, cache) -> dict:
     return {_cache_name(type(getattr(model, "get_base_model", lambda: model)())): cache, "use_cache": True}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cache_name(cls: type) -> str:
     return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
 
@@ -58,7 +58,8 @@ def returned_cache(out):
 
 
 def prefill(model, ids: torch.Tensor, mask: torch.Tensor, autocast=None):
-    """Run left-padded prompts (B, P) through the model once: (last-position logits (B, V), KV cache, positions (B, P))."""
+    """Run left-padded prompts (B, P) through the model once: (last-position logits (B, V), KV cache,
+    positions (B, P))."""
     positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, P)
     with (autocast or contextlib.nullcontext)():
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
@@ -69,7 +70,8 @@ def prefill(model, ids: torch.Tensor, mask: torch.Tensor, autocast=None):
 class HFDecoder:
     """Decode through the model's forward pass with a dynamic KV cache (any causal LM)."""
 
-    def __init__(self, model, ids: torch.Tensor, mask: torch.Tensor, group_size: int, max_new_tokens: int, autocast=None):
+    def __init__(self, model, ids: torch.Tensor, mask: torch.Tensor, group_size: int, max_new_tokens: int,
+                 autocast=None):
         self.model, self.ctx = model, autocast or contextlib.nullcontext
         logits, self.cache, positions = prefill(model, ids, mask, autocast)
         self.first_logits = logits.repeat_interleave(group_size, dim=0)  # (N, V)
@@ -122,7 +124,8 @@ class LlamaDecoder:
 
     PREFILL_TOKENS = 2048  # prompt tokens per prefill chunk: whole prompts, so its activations stay in cache
 
-    def __init__(self, model, ids: torch.Tensor, mask: torch.Tensor, group_size: int, max_new_tokens: int, autocast=None):
+    def __init__(self, model, ids: torch.Tensor, mask: torch.Tensor, group_size: int, max_new_tokens: int,
+                 autocast=None):
         self.model, self.ctx, self.G = model, autocast or contextlib.nullcontext, group_size
         cfg, m = model.config, model.model
         self.H = cfg.num_attention_heads

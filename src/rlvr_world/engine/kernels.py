@@ -77,7 +77,7 @@ def choice() -> dict[str, bool]:
     return _measured_choice(torch.get_num_threads())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _measured_choice(threads: int) -> dict[str, bool]:
     machine = {"cpu": cpu_signature(), "torch": torch.__version__, "threads": threads}
     limits = isa_limits()
@@ -146,7 +146,7 @@ class PackedLinear:
         self.packed = pack(weight, rows) if pack_weight and applies(weight, use="decode") else None
 
     @classmethod
-    def of(cls, *modules, rows: int, pack_weight: bool = True) -> "PackedLinear":
+    def of(cls, *modules, rows: int, pack_weight: bool = True) -> PackedLinear:
         """One linear map computing several `nn.Linear`s (or LoRA-wrapped ones) that share their input, side by side."""
         maps = [effective_linear(m) for m in modules]
         bias = None if maps[0][1] is None else torch.cat([b for _, b in maps])

@@ -67,7 +67,8 @@ def with_lora(model: torch.nn.Module, rank: int, alpha: float) -> torch.nn.Modul
     from peft import LoraConfig, get_peft_model
 
     with _quiet_peft():
-        return get_peft_model(model, LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules="all-linear"))
+        lora = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules="all-linear")
+        return get_peft_model(model, lora)
 
 
 def load_adapter(model: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
@@ -80,7 +81,8 @@ def load_adapter(model: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Mo
 
 @contextmanager
 def _quiet_peft():
-    """peft (0.21) still reads `is_gradient_checkpointing`, which transformers 5.x deprecates: not our users' concern."""
+    """peft (0.21) still reads `is_gradient_checkpointing`, which transformers 5.x deprecates: not our users'
+    concern."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         yield

@@ -158,7 +158,8 @@ def sample(
     tokens, step_logits = [], []
     for _ in range(max_new_tokens):
         if return_logits:
-            step_logits.append(logits.new_zeros((N, logits.size(-1)), dtype=torch.float).index_copy(0, rows, logits.float()))
+            all_rows = logits.new_zeros((N, logits.size(-1)), dtype=torch.float)  # (N, V) rows that left stay 0
+            step_logits.append(all_rows.index_copy(0, rows, logits.float()))
         if banned.numel():
             logits = logits.index_fill(-1, banned, float("-inf"))  # (n, V)
         u = draws[rows, len(tokens)] if draws is not None else None  # (n,)
@@ -180,7 +181,8 @@ def sample(
     gen = torch.stack(tokens, dim=1) if tokens else torch.zeros((N, 0), dtype=torch.long, device=device)  # (N, T)
     is_eos = gen == eos_id  # (N, T)
     finished = is_eos.any(dim=1)
-    first_eos = torch.where(finished, is_eos.float().argmax(dim=1), torch.full_like(finished, gen.size(1), dtype=torch.long))
+    first_eos = torch.where(finished, is_eos.float().argmax(dim=1),
+                            torch.full_like(finished, gen.size(1), dtype=torch.long))
     lengths = torch.where(finished, first_eos + 1, first_eos)
     return SampleOutput(
         tokens=gen.cpu(), lengths=lengths.cpu(), finished=finished.cpu(),

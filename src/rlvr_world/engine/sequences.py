@@ -72,7 +72,8 @@ def token_logprobs(
     return gather_logprobs(out.logits[:, :-1, :], batch.response_ids.to(device), with_entropy)
 
 
-def gather_logprobs(logits: torch.Tensor, ids: torch.Tensor, with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def gather_logprobs(logits: torch.Tensor, ids: torch.Tensor, with_entropy: bool
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probabilities (N, T) of `ids` under (N, T, V) logits, and optionally the entropy (N, T)."""
     logp_all = torch.log_softmax(logits.float(), dim=-1)  # (N, T, V)
     logp = logp_all.gather(-1, ids[..., None]).squeeze(-1)  # (N, T)

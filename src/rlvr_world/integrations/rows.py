@@ -40,7 +40,7 @@ class Row:
     reward: str  # the reward's name (the preset's RL reward)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def text_domain(name: str):
     """The domain class of a language domain, or a one-line error for any other."""
     from .. import domains

@@ -47,7 +47,7 @@ class Rollouts:
     def __len__(self) -> int:
         return len(self.frames)
 
-    def subset(self, idx) -> "Rollouts":
+    def subset(self, idx) -> Rollouts:
         idx = np.asarray(idx, dtype=np.int64)
         return Rollouts(**{k: (v[idx] if v is not None else None) for k, v in vars(self).items()})
 
@@ -95,7 +95,8 @@ def simulate_episodes(cfg: SimConfig, tasks: list[str], episodes: int, purpose: 
                 sim.close()
     return Rollouts(
         frames=np.stack([ep.frames for ep, *_ in rows]), actions=np.stack([ep.actions for ep, *_ in rows]),
-        success=np.array([ep.success for ep, *_ in rows]), frame_success=np.stack([ep.frame_success for ep, *_ in rows]),
+        success=np.array([ep.success for ep, *_ in rows]),
+        frame_success=np.stack([ep.frame_success for ep, *_ in rows]),
         task=np.array([k for _, k, _, _ in rows]), seed=np.array([s for _, _, s, _ in rows], dtype=np.int64),
         expert=np.stack([np.stack(lab) for *_, lab in rows]).astype(np.float32) if rows[0][3] is not None else None)
 

@@ -203,7 +203,8 @@ def rollout_report(im: dict[str, Imagined], truth: dict[str, Rollouts], context:
         same = (codes[:, context:] == codes[:, context - 1: -1]).all(axis=-1)  # (E, T+1-C)
         out["repeat"] = round(100 * float(same.mean()), 2)  # share of predicted frames equal to the one before
     # the first predicted frame against the real one, per policy: the world model has read the real frames and actions
-    # so far, so this is its one-step error on each policy's actions (the hold baseline's: the real frame-to-frame change)
+    # so far, so this is its one-step error on each policy's actions (the hold baseline's: the real frame-to-frame
+    # change)
     out["first_step_mae"] = {n: round(float(np.abs(im[n].frames[:, context].astype(np.float32)
                                                    - truth[n].frames[:, context]).mean()) / 255.0, 5) for n in im}
     if len(im) > 1:  # against the simulator's: a world model that follows the actions less makes it smaller
@@ -249,12 +250,14 @@ def summarise(cfg: PolicyEvalConfig, tasks: list[str], truth: dict[str, Rollouts
                               **outcome_errors(called[e][sel], won[sel])} for e in ESTIMATORS}
     err = {e: {"records": [{"index": i, "group": "", "value": abs(p[e] - p["true"])} for i, p in enumerate(points)]}
            for e in ("mle", "rlvr")}
-    ok = {e: {"records": [{"index": i, "group": "", "value": float(v)} for i, v in enumerate(right[e])]} for e in ("mle", "rlvr")}
+    ok = {e: {"records": [{"index": i, "group": "", "value": float(v)} for i, v in enumerate(right[e])]}
+          for e in ("mle", "rlvr")}
     return {
         "command": command, "wall_s": round(wall_s, 1),
         "world_models": {k: str(v) for k, v in paths.items()}, "tasks": tasks, "policies": list(truth),
         "episodes_per_task": cfg.episodes, "temperature": cfg.temperature,
-        "settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out", "run_dir", "threads", "strip")},
+        "settings": {k: v for k, v in dataclasses.asdict(cfg).items()
+                     if k not in ("out", "run_dir", "threads", "strip")},
         "detector": det_report, "estimators": est, "points": points, "per_policy": per_policy, "per_task": per_task,
         # RLVR - MLE: the absolute error of the success rate over points (lower is better), and whether each
         # episode's imagined outcome matched the real one (McNemar)

@@ -66,7 +66,7 @@ class FrameNet(nn.Module):
         tmp.replace(path)  # the weights last: their presence means the pair is complete
 
     @classmethod
-    def load(cls, path: Path) -> tuple["FrameNet", dict]:
+    def load(cls, path: Path) -> tuple[FrameNet, dict]:
         meta = json.loads(path.with_suffix(".json").read_text())
         if meta.get("kind") != _KIND:
             raise ValueError(f"{path} is not a frame network saved by rlvr-world")

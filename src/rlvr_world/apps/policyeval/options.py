@@ -59,9 +59,9 @@ class PolicyEvalConfig:
     threads: int = 0  # torch CPU threads (0: one per core)
 
     def __post_init__(self):
-        require(self, "", episodes=">= 2", train_episodes=">= 2", test_episodes=">= 1", policy_steps=">= 1", detector_episodes=">= 0",
-                detector_steps=">= 1", batch_size=">= 1", lr="> 0", detector_frames=">= 1", temperature=">= 0",
-                threads=">= 0")
+        require(self, "", episodes=">= 2", train_episodes=">= 2", test_episodes=">= 1", policy_steps=">= 1",
+                detector_episodes=">= 0", detector_steps=">= 1", batch_size=">= 1", lr="> 0", detector_frames=">= 1",
+                temperature=">= 0", threads=">= 0")
         policy, _, task = self.strip.partition(":")
         if policy and policy not in self.policies:
             raise ValueError(f"--strip {self.strip}: {policy!r} is not among the evaluated policies "

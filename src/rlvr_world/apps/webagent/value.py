@@ -132,7 +132,7 @@ class LearnedValue:
 
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, steps_left: np.ndarray | None = None, l2: float = 1.0,
-            split: bool = True) -> "LearnedValue":
+            split: bool = True) -> LearnedValue:
         """Maximum likelihood with an L2 penalty `l2` on the feature weights (not the bias); `split`: see the class."""
         continuation = None
         if split:
@@ -165,7 +165,7 @@ class LearnedValue:
                                           "scale": self.scale, "continuation": self.continuation}, indent=1))
 
     @classmethod
-    def load(cls, path: str | Path) -> "LearnedValue":
+    def load(cls, path: str | Path) -> LearnedValue:
         d = json.loads(Path(path).read_text())
         if tuple(d.get("features", ())) != FEATURES:
             raise ValueError(f"{path}: a value function over other features; fit it again")

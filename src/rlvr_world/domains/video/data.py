@@ -49,7 +49,7 @@ class Episodes:
     def __len__(self) -> int:
         return len(self.frames)
 
-    def subset(self, idx) -> "Episodes":
+    def subset(self, idx) -> Episodes:
         idx = list(idx)
         return Episodes(self.frames[idx], self.actions[idx], [self.names[i] for i in idx])
 

@@ -222,7 +222,7 @@ class FrameTokenizer(nn.Module):
         save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(p / _WEIGHTS))
 
     @classmethod
-    def load(cls, path: str | Path) -> "FrameTokenizer":
+    def load(cls, path: str | Path) -> FrameTokenizer:
         from safetensors.torch import load_file
 
         p = Path(path)

@@ -137,7 +137,7 @@ class VideoTokenizer:
         (p / _CONFIG).write_text(json.dumps({"action_dims": self.action_dims, "bins": self.bins}) + "\n")
 
     @classmethod
-    def from_pretrained(cls, path: str | Path) -> "VideoTokenizer":
+    def from_pretrained(cls, path: str | Path) -> VideoTokenizer:
         p = Path(path)
         if not (p / _CONFIG).is_file():
             raise FileNotFoundError(f"no {_CONFIG} in {p}")

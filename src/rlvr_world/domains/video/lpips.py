@@ -167,7 +167,8 @@ def read_array_pickle(path: str | Path) -> dict:
     try:
         obj = _ArraysOnly(io.BytesIO(data)).load()
     except Exception as e:  # noqa: BLE001 - a refused global, a truncated file: one message
-        raise ValueError(f"{path}: not a pickle of numpy arrays ({str(e).splitlines()[0] or type(e).__name__})") from None
+        why = str(e).splitlines()[0] or type(e).__name__
+        raise ValueError(f"{path}: not a pickle of numpy arrays ({why})") from None
 
     def check(x: Any, where: str) -> None:
         if isinstance(x, dict):

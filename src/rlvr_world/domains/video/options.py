@@ -44,8 +44,8 @@ class VideoData:
         from .simulate import SimConfig
 
         base = SimConfig()
-        return SimConfig(**{**asdict(base), "tasks": self.tasks or base.tasks, "episodes_per_task": self.episodes_per_task,
-                            "steps": self.steps, "seed": self.sim_seed})
+        return SimConfig(**{**asdict(base), "tasks": self.tasks or base.tasks,
+                            "episodes_per_task": self.episodes_per_task, "steps": self.steps, "seed": self.sim_seed})
 
     def path(self) -> Path:
         """The simulated dataset: the file given, or the cache file for these simulation settings."""

@@ -34,8 +34,9 @@ and smooth edges, which matter little at 64x64; a simulator step costs about 0.4
 (5 tasks x 20 episodes x 20 steps) about 25 s.
 
 Camera: `corner4` (from the robot's right, level with its base, looking across
-the table) shows the whole arm, the table and each default task's object, whose motion (a drawer sliding, a door swinging) stays visible at
-64x64; `corner` is closer but the arm hides more of the scene.
+the table) shows the whole arm, the table and each default task's object,
+whose motion (a drawer sliding, a door swinging) stays visible at 64x64;
+`corner` is closer but the arm hides more of the scene.
 
 Image orientation: `mujoco.Renderer` already turns OpenGL's bottom-up rows
 into top-down ones, but Meta-World's corner cameras are mounted upside down

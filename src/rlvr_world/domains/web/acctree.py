@@ -231,8 +231,8 @@ def apply_diff(before: str, d: Diff) -> str:
         match = _ELEMENT.match(line)
         if match is None:
             continue
-        hit = next(((i, depth) for i, depth, node_id, _ in elements if node_id == match.group(1) and slots[i] is not None),
-                   None)
+        hit = next(((i, depth) for i, depth, node_id, _ in elements
+                    if node_id == match.group(1) and slots[i] is not None), None)
         if hit is None:
             added.append(line)
         else:

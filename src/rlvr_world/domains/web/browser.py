@@ -94,7 +94,7 @@ class Action:
         return f"{self.kind} [{self.text}]"
 
     @classmethod
-    def parse(cls, text: str) -> "Action":
+    def parse(cls, text: str) -> Action:
         """`str(action)` back to the action; raises ValueError with a one-line reason."""
         m = ACTION_RE.match(text)
         if not m:
@@ -153,7 +153,7 @@ class Browser:
         except Exception:
             pass
 
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Browser:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -67,7 +67,7 @@ def read(path: str | Path, rule: str = "aligned", ids: str = "dense") -> list[Tr
     out = []
     try:
         with gzip.open(path, "rt", encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
+            for lineno, line in enumerate(f, 1):  # noqa: B007 - the error below says which line
                 if line.strip():
                     r = json.loads(line)
                     before, after, action = r["before"], r["after"], r["action"]

@@ -21,7 +21,7 @@ class WebData:
     max_steps: int = 5  # actions per episode at most
     scripted_prob: float = 0.6  # share of steps taken by the task-aware scripted policy (the rest: random)
     collect_seed: int = 0  # policy randomness during collection
-    dataset: str = ""  # a collected dataset file (default: collected once into $RLVR_WORLD_CACHE or ~/.cache/rlvr-world)
+    dataset: str = ""  # a collected dataset file (default: collected once into $RLVR_WORLD_CACHE, ~/.cache/rlvr-world)
     test_fraction: float = 0.2  # share of episodes held out for testing
     # target difference: aligned (plain) or wma (the WMA-Agents annotation rule)
     diff_rule: Literal["aligned", "wma"] = "aligned"
