@@ -252,3 +252,61 @@ def test_a_pretrained_model_on_your_own_records_takes_the_pretrained_settings_no
     assert cfg["model"]["lora_rank"] == 4 and cfg["mle"]["warmup_steps"] == 1 and cfg["rl"]["steps"] == 1
     res = json.loads((out / "results.json").read_text())
     assert res["n_test"] == 6 and "fine-tuned from pre" in json.dumps(res)
+
+
+def test_a_record_too_long_for_the_model_stops_the_run_before_any_work_and_the_advice_works(tmp_path):
+    """One very long record: the run stops before it writes anything, in one line naming what fixes it, and the
+    same command with that fix runs. A test record takes more positions (test prompts are never skipped); a training
+    record is skipped with --data.max-prompt-tokens; a pretrained model's positions are its own."""
+    import re
+
+    from conftest import save_tiny_text_model
+
+    long = {"state": {"lamp": "on", "door": "open", "note": " ".join(f"w{i}" for i in range(300))}, "action": "wait"}
+    long["next_state"] = dict(long["state"])
+    lines = {name: "".join(json.dumps(r) + "\n" for r in records) for name, records in (
+        ("train.jsonl", lamp_world(40, 0)), ("test.jsonl", lamp_world(6, 1)), ("long-test.jsonl", [*lamp_world(6, 1),
+                                                                                                   long]),
+        ("long-train.jsonl", [*lamp_world(40, 0), long]))}
+    for name, text in lines.items():
+        (tmp_path / name).write_text(text)
+
+    def run(train, test, out, *extra):
+        return subprocess.run([sys.executable, "-m", "rlvr_world.cli", "run", "--domain", "jsonl", "--data.train-path",
+                               train, "--data.test-path", test, "--out", str(tmp_path / out), "--results",
+                               str(tmp_path / out / "results.json"), "--threads", "1", "--vocab-size", "300",
+                               "--model.hidden-size", "64", "--model.num-layers", "2", "--model.num-heads", "2",
+                               "--model.max-positions", "256", "--mle.epochs", "1", "--mle.warmup-steps", "1",
+                               "--rl.steps", "1", "--rl.prompts-per-step", "2", "--rl.group-size", "2",
+                               "--rl.max-new-tokens", "16", "--max-new-tokens", "16", "--curve-limit", "0", *extra],
+                              cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+
+    def refused(p) -> str:
+        lines = [line for line in p.stderr.splitlines() if line.strip()]
+        assert p.returncode == 2 and lines and lines[-1].startswith("rlvr-world: error: "), p.stderr[-3000:]
+        return lines[-1]
+
+    # a test record: more positions for the model from scratch, or the record out of the test file
+    p = run("train.jsonl", "long-test.jsonl", "a")
+    line = refused(p)
+    assert len(p.stderr.strip().splitlines()) == 1 and not (tmp_path / "a").exists()  # one line, nothing written
+    assert line.startswith("rlvr-world: error: test example 7 needs ") and "the model has 256" in line
+    assert "take test example 7 out of the test data" in line and "--data.max-prompt-tokens" not in line
+    positions = re.search(r"give --model\.max-positions (\d+)", line).group(1)
+    p = run("train.jsonl", "long-test.jsonl", "a", "--model.max-positions", positions)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert json.loads((tmp_path / "a" / "results.json").read_text())["n_test"] == 7
+    # a training record: skipped below the limit the line names (or more positions)
+    line = refused(run("long-train.jsonl", "test.jsonl", "b"))
+    assert line.startswith("rlvr-world: error: a training example needs ") and not (tmp_path / "b").exists()
+    assert "give --model.max-positions " in line
+    limit = re.search(r"give --data\.max-prompt-tokens (\d+) \(longer training prompts are skipped\)", line).group(1)
+    p = run("long-train.jsonl", "test.jsonl", "b", "--data.max-prompt-tokens", limit)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert json.loads((tmp_path / "b" / "results.json").read_text())["n_train_rl"] == 40  # the long one skipped
+    # a pretrained model: its own context, which no option changes
+    texts = [prompt_text(r) + target_text(r) for r in read_records(tmp_path / "train.jsonl")]
+    save_tiny_text_model(tmp_path / "pre", texts, vocab_size=300, max_positions=256)
+    line = refused(run("train.jsonl", "long-test.jsonl", "c", "--model.init-from", "pre"))
+    assert "test example 7 needs " in line and "the pretrained model has 256" in line
+    assert "--model.max-positions" not in line and "take test example 7 out" in line and not (tmp_path / "c").exists()

@@ -76,6 +76,8 @@ class Pipeline:
         self.got: dict[str, Any] = {}  # what each phase run (or loaded) so far returned, by name
         self.domain: Domain | None = None  # the domain and the examples the phases read, once the tokenizer exists
         self.examples: Examples | None = None
+        self.early: Examples | None = None  # the examples, when made and checked before any work (`check_examples`)
+        self.trained_tokenizer = None  # a new tokenizer trained then, which the tokenizer phase saves
 
     def verify(self, hashes: dict[str, str] | None = None) -> dict[str, dict]:
         """On resume, refuse when any phase's saved work was made with other options (or, given each example set's
@@ -102,9 +104,28 @@ class Pipeline:
                 return self.load_tokenizer(path)
         with dist.by_main() as main:
             if main:
-                console.print(f"[bold]tokenizer[/]: training the {self.cfg.domain} tokenizer on the training split")
-                self.make_tokenizer(self.cfg.data, self.cfg.vocab_size).save_pretrained(path)
+                console.print(f"[bold]tokenizer[/]: the {self.cfg.domain} tokenizer, trained on the training split")
+                tok = self.trained_tokenizer or self.make_tokenizer(self.cfg.data, self.cfg.vocab_size)
+                tok.save_pretrained(path)
         return self.load_tokenizer(path)
+
+    def check_examples(self) -> None:
+        """Before any work, where no stage of the domain makes its data first: the examples, made with the tokenizer
+        the run will use, each checked against the model's context (`check_context`), so that a run that cannot fit
+        writes nothing and its advice can be followed as it is. The tokenizer is the pretrained model's, the one a
+        resumed run saved, or trained here (seconds: 0.2 s for 3,000 jsonl records, 8 s for the text game) and saved
+        by the tokenizer phase. A domain whose stage collects the data checks once the tokenizer phase is done."""
+        if next(iter(self.phases)) != "tokenizer":
+            return
+        tok = None
+        if self.init_dir:
+            tok = self.load_tokenizer(self.init_dir)
+        elif self.cfg.resume:
+            with contextlib.suppress(FileNotFoundError):
+                tok = self.load_tokenizer(self.out / "tokenizer")
+        if tok is None:
+            tok = self.trained_tokenizer = self.make_tokenizer(self.cfg.data, self.cfg.vocab_size)
+        self.early = self.make_examples(tok, taken=False)
 
     def initial_model(self, tok):
         if self.init_dir:
@@ -270,6 +291,7 @@ class Pipeline:
             if vocab < ids:
                 raise models.ModelError(f"model vocabulary ({vocab}) is smaller than its tokenizer's ({ids}) in "
                                         f"{cfg.model.init_from}")
+        self.check_examples()  # every example fits the model's context
         results = Path(cfg.results)
         main = dist.is_main()  # process 0 takes the directory; the others follow once it has
         written = self.written() if cfg.overwrite and main else ()
@@ -329,22 +351,29 @@ class Pipeline:
         """The domain and the examples the phases read (once the tokenizer exists); then every phase is checked
         against them too and recorded (`phases.json`) with the config: from here this run owns the directory."""
         cfg = self.cfg
-        self.domain = domain = self.domain_cls(self.got["tokenizer"], cfg.data)
+        self.domain = self.domain_cls(self.got["tokenizer"], cfg.data)
+        self.examples = self.early or self.make_examples(self.got["tokenizer"], taken=not cfg.resume)
+        fps = self.verify(self.examples.hashes())  # each set hashed once
+        if dist.is_main():
+            self.fingerprints.record(fps)
+            save_config(self.out, cfg)
+
+    def make_examples(self, tok, taken: bool) -> Examples:
+        """The examples the phases read, made with `tok`; one that cannot fit the model's context is a one-line error
+        (`taken`: this run has already written into the run directory, which --resume then continues)."""
+        cfg = self.cfg
+        domain = self.domain_cls(tok, cfg.data)
         train = domain.examples("train", stage="mle", seed=cfg.mle.seed)
         rl_train = domain.examples("train", stage="rl", seed=cfg.rl.seed)
         test = domain.examples("test")
-        check_context(self.context_size(), (train, cfg.rl.max_new_tokens), (test, cfg.max_new_tokens))
+        check_context(self.context_size(), cfg, train, rl_train, test, pretrained=bool(self.init_dir), taken=taken)
         n_test_split = len(test)
         test_indices = list(range(n_test_split))
         if cfg.eval_limit:
             test_indices = (balanced_indices if cfg.eval_balanced else subsample_indices)(test, cfg.eval_limit, seed=1)
             test = [test[i] for i in test_indices]
         curve = subsample(test, cfg.curve_limit, seed=2) if cfg.curve_limit else []
-        self.examples = Examples(train, rl_train, test, curve, n_test_split, test_indices)
-        fps = self.verify(self.examples.hashes())  # each set hashed once
-        if dist.is_main():
-            self.fingerprints.record(fps)
-            save_config(self.out, cfg)
+        return Examples(train, rl_train, test, curve, n_test_split, test_indices)
 
     def results(self, command: str) -> dict:
         """Both final evaluations side by side, with what the domain's stages returned; written beside `cfg.results`."""
@@ -381,17 +410,47 @@ def check_writable(path: Path, option: str) -> None:
         raise ValueError(f"{option} {path}: cannot write into {parent} ({e.strerror or e})") from None
 
 
-def check_context(context: int, *example_sets) -> None:
-    """A one-line error when a prompt plus its longest response exceeds the model's positions.
+def check_context(context: int, cfg: RunConfig, train, rl, test, pretrained: bool, taken: bool = False) -> None:
+    """A one-line error, naming the options that fix it, when an example's prompt plus its longest response exceeds
+    the model's `context` positions.
 
-    `example_sets` are (examples, longest sampled response) pairs: a training
-    example needs room for its target too.
+    A training example (MLE's `train`, RL's `rl`) needs room for its target and RL's longest sample, a test example
+    for the evaluation's longest response (and its target, so that it can be answered). What fixes it: a model from
+    scratch with more positions (`--model.max-positions`; a pretrained model's are its own); shorter responses where
+    that cuts no answer; for training examples, `--data.max-prompt-tokens` below the prompt (longer training prompts
+    are skipped); test prompts never are, so a test example nothing else fits is taken out of the test data.
     """
-    need = max((len(e.prompt_ids) + max(n, len(e.target_ids)) for examples, n in example_sets for e in examples),
-               default=0)
-    if need > context:
-        raise ValueError(f"the longest prompt plus response needs {need} positions, the model has {context}: "
-                         f"lower --max-new-tokens, --rl.max-new-tokens or --data.max-prompt-tokens")
+    def need(e, n: int) -> int:
+        return len(e.prompt_ids) + max(n, len(e.target_ids))
+
+    sets = (("test", test, cfg.max_new_tokens, "--max-new-tokens"),
+            ("training", [*train, *rl], cfg.rl.max_new_tokens, "--rl.max-new-tokens"))
+    over = {split: [i for i, e in enumerate(examples) if need(e, n) > context] for split, examples, n, _ in sets}
+    if not any(over.values()):
+        return
+    most = max(need(examples[i], n) for split, examples, n, _ in sets for i in over[split])
+    split, examples, n, option = next(s for s in sets if over[s[0]])
+    worst = max(over[split], key=lambda i: need(examples[i], n))
+    e = examples[worst]
+    which = f"test example {worst + 1}" if split == "test" else "a training example"
+    fixes = [] if pretrained else [f"give --model.max-positions {most}"]
+    room = context - max(len(examples[i].prompt_ids) for i in over[split])
+    if room >= max(len(x.target_ids) for x in examples):  # shorter responses, no answer cut
+        fixes.append(f"give {option} {room}")
+    if split == "training" and hasattr(cfg.data, "max_prompt_tokens"):
+        limit = min(len(examples[i].prompt_ids) for i in over[split]) - 1
+        if limit >= 1:
+            fixes.append(f"give --data.max-prompt-tokens {limit} (longer training prompts are skipped)")
+    if split == "test":
+        out = ", ".join(str(i + 1) for i in over[split][:5]) + (", ..." if len(over[split]) > 5 else "")
+        fixes.append(f"take test example{'s' * (len(over[split]) > 1)} {out} out of the test data (test prompts are "
+                     f"never skipped)")
+    if not fixes:
+        fixes.append("take the longest examples out of the training data")
+    then = "; continue with --resume to keep the tokenizer this run made" if taken else ""
+    raise ValueError(f"{which} needs {need(e, n)} positions (a prompt of {len(e.prompt_ids)} tokens and a response of "
+                     f"up to {max(n, len(e.target_ids))}), {'the pretrained' if pretrained else 'the'} model has "
+                     f"{context}: {', or '.join(fixes)}{then}")
 
 
 def subsample_indices(examples, n: int, seed: int) -> list[int]:
