@@ -123,8 +123,7 @@ def test_resume_after_interrupt_equals_uninterrupted(tmp_path, phase, extra):
     p = subprocess.Popen([sys.executable, "-m", "rlvr_world.cli", *tiny(cut, *extra)], cwd=tmp_path, env=ENV,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     log = cut / phase / "metrics.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and p.poll() is None:
+    while p.poll() is None:  # however slow the machine: a run that ends before its phase logs a loss fails below
         if log.exists() and any("loss" in l for l in log.read_text().splitlines()):
             p.send_signal(signal.SIGINT)
             break
