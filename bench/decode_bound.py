@@ -28,7 +28,7 @@ from rlvr_world import device as dev
 from rlvr_world.engine import decoders, models
 from rlvr_world.engine.sampler import left_pad, sample
 
-from speed import VOCAB, timed
+from speed import VOCAB, alternated, generation_config, timed
 
 
 def read_bandwidth(mb: int = 256, repeats: int = 10) -> float:
@@ -56,11 +56,7 @@ def main() -> None:
     g = torch.Generator().manual_seed(1)
     prompts = torch.randint(4, VOCAB, (args.batch, args.prompt_tokens), generator=g).tolist()
     ids, mask = left_pad(prompts, 0)
-    from transformers import GenerationConfig
-
-    gen_cfg = GenerationConfig(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=True,
-                               top_k=0, top_p=1.0, pad_token_id=0, eos_token_id=2, cache_implementation="static",
-                               disable_compile=True)
+    gen_cfg = generation_config(args.new_tokens, pad_id=0, eos_id=2)
 
     def ours():
         sample(model, prompts, eos_id=-1, pad_id=0, max_new_tokens=args.new_tokens, generator=dev.generator(0))
@@ -74,13 +70,7 @@ def main() -> None:
             model.generate(ids, attention_mask=mask, generation_config=gen_cfg)
 
     bandwidth = read_bandwidth()
-    for f in (ours, prefill, hf):
-        f()  # warm-up
-    t = {"ours": [], "prefill": [], "generate": []}
-    for _ in range(args.repeats):  # alternate, so drift hits all alike
-        t["ours"].append(timed(ours))
-        t["prefill"].append(timed(prefill))
-        t["generate"].append(timed(hf))
+    t = alternated({"ours": ours, "prefill": prefill, "generate": hf}, args.repeats)
     med = {k: statistics.median(v) for k, v in t.items()}
     steps = args.new_tokens - 1  # the first token comes from the prefill's logits
     heads_kv, head_dim = cfg.num_key_value_heads, cfg.hidden_size // cfg.num_attention_heads

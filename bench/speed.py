@@ -94,16 +94,20 @@ def forward_flops(cfg, tokens: int, context: float) -> float:
     return tokens * (2 * params + 4 * cfg.num_hidden_layers * d * context)
 
 
-def matmul_peak(seconds: float = 3.0, n: int = 2048) -> dict:
-    """Best fp32 GFLOP/s of an n x n matrix product on this machine, with the current threads, per kernel.
+def matmul_peak(seconds: float = 3.0, n: int = 2048, dtype: torch.dtype = torch.float32) -> dict:
+    """Best GFLOP/s of an n x n matrix product on this machine, with the current threads, per kernel.
 
-    `torch.mm` goes to MKL; the engine's linear maps use oneDNN on a prepacked
-    weight (`engine.kernels`), which on AMD CPUs is the faster of the two, so
-    the machine's peak is the better of both.
+    In fp32 `torch.mm` goes to MKL; the engine's linear maps use oneDNN on a
+    prepacked weight (`engine.kernels`), which on AMD CPUs is the faster of the
+    two, so the machine's peak is the better of both. In bf16 `torch.mm` is
+    oneDNN's own kernel (AMX or AVX512-BF16 where the CPU has them).
     """
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    packed = kernels.pack(b, n)
-    products = {"mkl": lambda: a @ b, "onednn": lambda: kernels.packed_linear(a, packed, None)}
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    if dtype == torch.float32:
+        packed = kernels.pack(b, n)
+        products = {"mkl": lambda: a @ b, "onednn": lambda: kernels.packed_linear(a, packed, None)}
+    else:
+        products = {"torch": lambda: a @ b}
     best = {}
     for name, fn in products.items():
         best[name], end = 0.0, time.perf_counter() + seconds
@@ -118,6 +122,57 @@ def timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+def alternated(runs: dict, repeats: int, warmups: dict | None = None) -> dict[str, list[float]]:
+    """Seconds of each run, `repeats` times, in alternation so that drift hits all alike, after one warm-up call
+    of each (`warmups[name]` instead of the run itself where given, e.g. a shorter one)."""
+    for name, fn in runs.items():
+        (warmups or {}).get(name, fn)()
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(repeats):
+        for k, fn in runs.items():
+            times[k].append(timed(fn))
+    return times
+
+
+def generation_config(new_tokens: int, pad_id: int, eos_id: int, temperature: float = 1.0, exact: bool = True):
+    """`generate`'s settings for a fair race: static KV cache, no top-k / top-p, no compilation; `exact`: every row
+    makes `new_tokens` tokens (end-of-sequence held back); temperature 0: greedy."""
+    from transformers import GenerationConfig
+
+    draw = {"do_sample": False} if temperature <= 0 else dict(do_sample=True, temperature=temperature, top_k=0,
+                                                               top_p=1.0)
+    return GenerationConfig(max_new_tokens=new_tokens, min_new_tokens=new_tokens if exact else 0, pad_token_id=pad_id,
+                            eos_token_id=eos_id, cache_implementation="static", disable_compile=True, **draw)
+
+
+def step_timer():
+    """A `transformers` callback that keeps the seconds of every optimizer step (`.times`)."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.times, self.t0 = [], 0.0
+
+        def on_step_begin(self, *a, **k):
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, *a, **k):
+            self.times.append(time.perf_counter() - self.t0)
+
+    return StepTimer()
+
+
+def trl_grpo_config(out: str, **shape):
+    """TRL `GRPOConfig` with its best CPU shot: `use_cpu`, static KV cache, no vLLM, gradient checkpointing off (TRL
+    turns it on by default), dropout off, token-mean loss over the batch (`dapo`), no top-k / top-p, no logging or
+    saving; `shape` gives the rest (batch, group, lengths, learning rate, KL coefficient, ...)."""
+    from trl import GRPOConfig
+
+    return GRPOConfig(output_dir=out, use_cpu=True, report_to=[], save_strategy="no", logging_steps=1, loss_type="dapo",
+                      top_p=1.0, top_k=0, cache_implementation="static", disable_dropout=True, dataloader_num_workers=0,
+                      seed=0, shuffle_dataset=False, disable_tqdm=True, gradient_checkpointing=False, **shape)
 
 
 def onednn_forced(fn):
@@ -151,13 +206,9 @@ def bench_sampler(model, plain, prompts, batch: int, group: int, new_tokens: int
     user) and on ours, whose linear maps already run on oneDNN, so the second
     ratio is the sampler's own share of the speed-up.
     """
-    from transformers import GenerationConfig
-
     rows = prompts[: batch // group]
     ids = torch.tensor([p for p in rows for _ in range(group)])  # generate gets every row, as TRL gives it
-    gen_cfg = GenerationConfig(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, temperature=1.0,
-                               top_k=0, top_p=1.0, pad_token_id=0, eos_token_id=2, cache_implementation="static",
-                               disable_compile=True)
+    gen_cfg = generation_config(new_tokens, pad_id=0, eos_id=2)
 
     def ours():
         sample(model, rows, eos_id=-1, pad_id=0, max_new_tokens=new_tokens, num_samples=group,
@@ -167,13 +218,7 @@ def bench_sampler(model, plain, prompts, batch: int, group: int, new_tokens: int
         with torch.no_grad():
             m.generate(ids, attention_mask=torch.ones_like(ids), generation_config=gen_cfg)
 
-    runs = {"ours": ours, "stock": lambda: generate(plain), "onednn": lambda: generate(model)}
-    times = {k: [] for k in runs}
-    for fn in runs.values():
-        fn()  # warm-up
-    for _ in range(repeats):  # alternate, so drift hits all alike
-        for k, fn in runs.items():
-            times[k].append(timed(fn))
+    times = alternated({"ours": ours, "stock": lambda: generate(plain), "onednn": lambda: generate(model)}, repeats)
     t = {k: statistics.median(v) for k, v in times.items()}
     return {"batch": batch, "group": group, "prompts": len(rows), "ours_s": round(t["ours"], 3),
             "generate_static_s": round(t["stock"], 3), "ours_tok_s": round(batch * new_tokens / t["ours"], 1),
@@ -205,33 +250,19 @@ def bench_ours_rl(model_dir, tok, prompts, args) -> dict:
 
 def bench_trl_rl(model_dir, tok, prompts, args) -> dict:
     from datasets import Dataset
-    from transformers import TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
-
-    class StepTimer(TrainerCallback):
-        def __init__(self):
-            self.times, self.t0 = [], 0.0
-
-        def on_step_begin(self, *a, **k):
-            self.t0 = time.perf_counter()
-
-        def on_step_end(self, *a, **k):
-            self.times.append(time.perf_counter() - self.t0)
+    from trl import GRPOTrainer
 
     def reward(completions, **kw):
         return [reward_of_text(c) for c in completions]
 
     steps = args.warmup + args.steps
     data = Dataset.from_dict({"prompt": [tok.decode(p) for p in prompts[: 2 * steps]]})
-    timer = StepTimer()
+    timer = step_timer()
     with tempfile.TemporaryDirectory() as out:
-        cfg = GRPOConfig(
-            output_dir=out, use_cpu=True, bf16=False, report_to=[], save_strategy="no", logging_steps=1,
-            max_steps=steps, per_device_train_batch_size=16, num_generations=8, gradient_accumulation_steps=1,
-            max_completion_length=args.new_tokens, learning_rate=1e-4, beta=0.001, epsilon=0.2, loss_type="dapo",
-            temperature=1.0, top_p=1.0, top_k=0, cache_implementation="static", disable_dropout=True,
-            generation_kwargs={"min_new_tokens": args.new_tokens}, dataloader_num_workers=0, seed=0,
-            shuffle_dataset=False, disable_tqdm=True, gradient_checkpointing=False,  # TRL turns it on by default
+        cfg = trl_grpo_config(
+            out, bf16=False, max_steps=steps, per_device_train_batch_size=16, num_generations=8,
+            gradient_accumulation_steps=1, max_completion_length=args.new_tokens, learning_rate=1e-4, beta=0.001,
+            epsilon=0.2, temperature=1.0, generation_kwargs={"min_new_tokens": args.new_tokens},
         )
         trainer = GRPOTrainer(model=str(model_dir), reward_funcs=reward, args=cfg, train_dataset=data,
                               processing_class=tok, callbacks=[timer])
