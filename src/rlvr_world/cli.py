@@ -7,6 +7,8 @@
     rlvr-world agent --mle DIR --rlvr DIR                         a web agent planning with world models (MiniWoB++)
     rlvr-world policy-eval --run runs/video                       robot policies evaluated inside video world models
     rlvr-world export verl|trl [--domain D --data.* ...] [--out DIR]  a domain's data for verl or TRL (parquet)
+    rlvr-world adapter save RUN/PHASE DIR [--start DIR]           a run's LoRA adapter as a folder to commit
+    rlvr-world adapter check DIR                                  an adapter folder and its base model, checked
 
 `run` starts from a preset (`run --help` lists them with what each is for), takes a config file's values over it
 (`--config FILE`, YAML or JSON: a run's own config.json works as it is) and the options given over both;
@@ -35,7 +37,9 @@ from .rundir import run_config_of
 class EvalConfig:
     """Greedy evaluation of a saved model on a domain's test split."""
 
-    model: str = ""  # a model directory (Hugging Face format, tokenizer inside), a .gguf file or a model name
+    # a model directory (Hugging Face format, tokenizer inside), an adapter folder (adapters/NAME), a .gguf file or a
+    # model name
+    model: str = ""
     domain: str = "textgame"  # which domain (default: the run's own, read from config.json beside the model)
     limit: int = 0  # evaluate a fixed random subset of this many test examples (0: all)
     balanced: bool = False  # with limit: as many examples from each group (the subset `run --eval-balanced` uses)
@@ -50,6 +54,20 @@ class EvalConfig:
     def __post_init__(self):
         require_choice(self, "", **choices_of(self))
         require(self, "", limit=">= 0", batch_size=">= 1", max_new_tokens=">= 1", threads=">= 0")
+
+
+@dataclass
+class AdapterSaveConfig:
+    """A finished run's LoRA phase saved as an adapter folder to commit (`adapters`)."""
+
+    # for RUN/rl: the adapter folder holding the adapter RUN/mle trained, which RL started from (default: the run's
+    # --model.init-adapter)
+    start: str = ""
+    dtype: Literal["bf16", "fp32"] = "bf16"  # how the LoRA matrices are stored (bf16: half the size of fp32)
+    overwrite: bool = False  # replace the folder if it exists
+
+    def __post_init__(self):
+        require_choice(self, "", **choices_of(self))
 
 
 def eval_defaults(model: str | None, domain: str | None) -> EvalConfig:
@@ -127,6 +145,16 @@ def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                                        "datasets (parquet)")
     ex.add_argument("engine", choices=ENGINES, help="the RL engine whose dataset format to write")
     add_options(ex, export_defaults(known.preset, known.domain))  # the preset's or --domain's data options
+    ad = sub.add_parser("adapter", help="a run's trained LoRA adapter as a small folder to commit, or one checked")
+    act = ad.add_subparsers(dest="action", required=True, parser_class=OneLineParser)
+    save = act.add_parser("save", help="write an adapter folder from a finished run's LoRA phase (its manifest: the "
+                                       "base model and its sha256, the command, the measured scores)")
+    save.add_argument("phase", help="the run's phase directory: RUN/mle (SFT) or RUN/rl")
+    save.add_argument("folder", help="the adapter folder to write, e.g. adapters/NAME")
+    add_options(save, AdapterSaveConfig())
+    chk = act.add_parser("check", help="check an adapter folder, those it starts from and its base model against "
+                                       "their sha256; print what it is")
+    chk.add_argument("folder", help="an adapter folder")
     return p
 
 
@@ -195,9 +223,9 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
 
+    from . import adapters, domains
     from . import device as dev
-    from . import domains
-    from .engine import models, pretrained
+    from .engine import models
     from .engine.checkpoint import save_json
     from .engine.evaluate import evaluate
     from .pipeline import balanced_indices, subsample_indices
@@ -209,8 +237,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     dev.set_threads(cfg.threads)
     device = dev.pick_device(cfg.device)
     domain_cls, data_cls, _ = domains.get(cfg.domain)
-    path = pretrained.resolve(cfg.model)  # a run's model directory, or a named / GGUF pretrained model
-    model = models.load(path)
+    model, path = adapters.load_model(cfg.model)  # a model directory, an adapter folder, a named / GGUF model
     tok = domain_cls.load_tokenizer(path)
     models.check_vocab(model, len(tok), cfg.model)
     domain_cls.check_data(cfg.data)
@@ -240,8 +267,8 @@ def cmd_seeds(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    from . import adapters
     from . import device as dev
-    from .engine import models, pretrained
     from .serve import Completer, ServeConfig, default_max_tokens, make_server
     from .text import load_tokenizer
 
@@ -250,10 +277,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
         raise ValueError("--model is required")
     dev.set_threads(cfg.threads)
     device = dev.pick_device(cfg.device)
-    path = pretrained.resolve(cfg.model)
-    model = models.load(path).to(device)
-    completer = Completer(model, load_tokenizer(path), cfg.name or cfg.model, autocast=dev.amp(device, cfg.dtype),
-                          max_tokens=cfg.max_tokens or default_max_tokens(path), max_batch=cfg.max_batch)
+    model, path = adapters.load_model(cfg.model)
+    completer = Completer(model.to(device), load_tokenizer(path), cfg.name or cfg.model,
+                          autocast=dev.amp(device, cfg.dtype),
+                          max_tokens=cfg.max_tokens or default_max_tokens(cfg.model), max_batch=cfg.max_batch)
     server = make_server(completer, cfg.host, cfg.port, log=lambda line: print(line, file=sys.stderr, flush=True))
     host, port = server.server_address[:2]
     routes = "/v1/completions" + (", /v1/chat/completions" if completer.chat_template else "")
@@ -305,6 +332,22 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(json.dumps(info, indent=2))
 
 
+def cmd_adapter(args: argparse.Namespace) -> None:
+    from . import adapters
+    from .pipeline import command_line
+
+    if args.action == "check":
+        m = adapters.check(args.folder)
+        print(json.dumps({k: m[k] for k in ("name", "phase", "domain", "base", "start", "lora", "file", "scores")},
+                         indent=2))
+        return
+    cfg = apply_overrides(AdapterSaveConfig(), args, skip=("command", "action", "phase", "folder"))
+    m = adapters.save(args.phase, args.folder, start=cfg.start, dtype=cfg.dtype, overwrite=cfg.overwrite,
+                      command=command_line())
+    print(json.dumps({"folder": args.folder, **{k: m[k] for k in ("base", "start", "lora", "file", "rounding")},
+                      "scores": m["scores"]["model"]}, indent=2))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser(argv).parse_args(argv)  # light: help and option errors come back before torch loads
     if getattr(args, "print_config", False):  # light too
@@ -324,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         commands = {"run": cmd_run, "eval": cmd_eval, "seeds": cmd_seeds, "serve": cmd_serve, "agent": cmd_agent,
-                    "policy-eval": cmd_policy_eval, "export": cmd_export}
+                    "policy-eval": cmd_policy_eval, "export": cmd_export, "adapter": cmd_adapter}
         commands[args.command](args)
     except (DataError, ModelError, BrowserError, MissingExtra, ValueError, OSError) as e:
         sys.stderr.write(f"rlvr-world: error: {e}\n")

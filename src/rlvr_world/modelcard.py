@@ -44,6 +44,8 @@ def card(*, phase: str, model_dir: Path, domain_cls, cfg, command: str, example:
     doc = reward_line(domain_cls.rewards.get(reward)) if reward in domain_cls.rewards else ""
     data = ", ".join(f"{k}: `{v}`" for k, v in domain_cls.describe(cfg.data).items())
     start = f"`{cfg.model.init_from}`" if cfg.model.init_from else "a model trained from scratch"
+    if cfg.model.init_adapter:
+        start += f" with the adapter `{cfg.model.init_adapter}`"
     trained = "RL optimised" if phase == "rl" else "the run's RL phase optimises"
     lines = [
         f"# {domain_cls.name} world model, {PHASES[phase]}",

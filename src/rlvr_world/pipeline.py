@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from . import device as dev
-from . import domains, modelcard, report, rundir
+from . import adapters, domains, modelcard, report, rundir
 from .engine import distributed as dist
 from .engine import models, pretrained
 from .engine.checkpoint import load_trainer_state, save_config, save_json
@@ -137,14 +137,15 @@ class Pipeline:
         models.check_vocab(model, len(tok), self.cfg.model.init_from or "the new model")
         return model
 
-    def trainable(self, start, checkpoint: Path, resume: bool, seed: int):
-        """The model a phase trains: `start()` (with fresh LoRA adapters when asked), or its checkpoint on resume."""
+    def trainable(self, start, checkpoint: Path, resume: bool, seed: int, adapter: str = ""):
+        """The model a phase trains: `start()` with a saved `adapter` (an adapter folder), or with fresh LoRA adapters
+        when asked; its checkpoint on resume."""
         m = self.cfg.model
         if resume and not models.is_adapter(checkpoint):
             return models.load(checkpoint)
         model = start()
-        if resume:
-            return models.load_adapter(model, checkpoint)
+        if resume or adapter:
+            return models.load_adapter(model, checkpoint if resume else adapter)
         if m.lora_rank:
             dev.seed_everything(seed)
             model = models.with_lora(model, m.lora_rank, m.lora_alpha)
@@ -153,10 +154,16 @@ class Pipeline:
     def mle(self, tok, train):
         d = self.out / "mle"
         resume = self.cfg.resume and load_trainer_state(d / "checkpoint") is not None
-        model = self.trainable(lambda: self.initial_model(tok), d / "checkpoint", resume, self.cfg.mle.seed)
+        adapter = self.cfg.model.init_adapter  # MLE continues it, on its base with what it starts from folded in
+        start = (lambda: adapters.starts_folded(self.initial_model(tok), adapter)) if adapter else \
+            (lambda: self.initial_model(tok))
+        model = self.trainable(start, d / "checkpoint", resume, self.cfg.mle.seed, adapter=adapter)
         self.checked(model, tok, d / "checkpoint")
         console.print(f"[bold]MLE[/]: {models.num_params(model) / 1e6:.2f}M parameters "
-                      f"({models.num_trainable(model) / 1e6:.2f}M trained), {len(train)} examples")
+                      f"({models.num_trainable(model) / 1e6:.2f}M trained), {len(train)} examples"
+                      + (f", from the adapter {adapter}" if adapter else "")
+                      + (" (--mle.epochs 0: no step; the MLE model is the one it starts from)"
+                         if not self.cfg.mle.epochs else ""))
         return train_mle(model.to(self.device), tok, train, self.cfg.mle, d, autocast=self.amp, resume=resume,
                          tensorboard=self.cfg.log == "tensorboard")
 
@@ -291,6 +298,8 @@ class Pipeline:
             if vocab < ids:
                 raise models.ModelError(f"model vocabulary ({vocab}) is smaller than its tokenizer's ({ids}) in "
                                         f"{cfg.model.init_from}")
+        if cfg.model.init_adapter:  # checked, and trained on that model
+            adapters.check_start(cfg.model.init_adapter, cfg.model.init_from)
         self.check_examples()  # every example fits the model's context
         results = Path(cfg.results)
         main = dist.is_main()  # process 0 takes the directory; the others follow once it has

@@ -39,7 +39,8 @@ def model_label(cfg) -> str:
     if not m.init_from:
         return "trained from scratch"
     how = f"LoRA rank {m.lora_rank}, alpha {m.lora_alpha:g}" if m.lora_rank else "all weights"
-    return f"fine-tuned from {m.init_from} ({how})"
+    return f"fine-tuned from {m.init_from} ({how})" + (f", MLE from the adapter {m.init_adapter}" if m.init_adapter
+                                                       else "")
 
 
 def machine(cfg) -> dict:

@@ -9,8 +9,9 @@ continues it or runs it, what `--overwrite` clears, its line in
 `timings.json`.
 
 Before its first phase that reads examples a run records every phase's
-fingerprint: the options that phase's outputs depend on and a hash of the
-examples it reads (`phases.json`). `--resume` continues a phase only when its
+fingerprint: the options that phase's outputs depend on, a hash of the
+examples it reads and one of any file its options name for it to read (the
+adapter a run starts from: `Phase.reads`) (`phases.json`). `--resume` continues a phase only when its
 fingerprint is unchanged, and refuses otherwise with one line naming the
 options that differ. A fresh run never mixes with an old one: it refuses a
 directory that holds anything unless asked to `--overwrite` (which clears only
@@ -29,6 +30,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -48,6 +50,9 @@ class Phase:
     options: tuple[str, ...] = ()  # what its outputs depend on, besides what those of the phases it starts from do
     harmless: tuple[str, ...] = ()  # its options that never change what it computes (how often it saves, ...)
     examples: tuple[str, ...] = ()  # the example sets (`EXAMPLE_SETS`) it reads, hashed into its fingerprint
+    # options that name a file or folder it reads (e.g. the adapter it starts from): when set, a hash of what the
+    # path holds joins its fingerprint as `OPTION#sha256`, so that other contents under the same path are refused
+    reads: tuple[str, ...] = ()
     finished: str = ""  # what a finished phase leaves: on --resume it is loaded instead ("": it runs every time)
     partial: tuple[str, ...] = ()  # what an interrupted one leaves, which --resume continues
     scratch: tuple[str, ...] = ()  # what else it writes into the run directory, redone every time
@@ -80,8 +85,10 @@ PHASES = {p.name: p for p in (
     # (loading, `tokenizer()` trains again over a tokenizer left half-written)
     Phase("tokenizer", options=("domain", "data", "vocab_size", "model.init_from"), finished="tokenizer",
           run=lambda run: run.tokenizer(), load=lambda run: run.tokenizer()),
+    # MLE starts from the pretrained model, or from a saved adapter on it (`model.init_adapter`), which it reads
     Phase("mle", after=("tokenizer",), options=("model", "mle"), harmless=("mle.save_every",), examples=("train",),
-          finished="mle/model/config.json", partial=("mle/checkpoint", "mle/checkpoint.old"),
+          reads=("model.init_adapter",), finished="mle/model/config.json",
+          partial=("mle/checkpoint", "mle/checkpoint.old"), added={"model.init_adapter": ""},
           run=lambda run: run.mle(run.got["tokenizer"], run.examples.train),
           load=lambda run: run.saved_model("mle/model")),
     Phase("eval_mle", after=("mle",), options=("eval_limit", "eval_balanced", "max_new_tokens"), examples=("test",),
@@ -163,13 +170,43 @@ def depends(phase: str, option: str, phases: Mapping[str, Phase] = PHASES) -> bo
 def fingerprint(cfg: Any, phase: str, hashes: Mapping[str, str] | None = None,
                 phases: Mapping[str, Phase] = PHASES) -> dict[str, Any]:
     """The options (and, given each example set's hash, the examples) a phase's outputs depend on, JSON-ready."""
-    fp = {k: v for k, v in flatten(cfg).items() if depends(phase, k, phases)}
+    flat = flatten(cfg)
+    fp = {k: v for k, v in flat.items() if depends(phase, k, phases)}
     fp = json.loads(json.dumps(fp, default=str))  # lists and tuples compare alike once stored
+    for option in dict.fromkeys(o for p in lineage(phase, phases) for o in p.reads):
+        if flat.get(option):
+            fp[option + CONTENT] = content_hash(str(flat[option]))
     read = {s for p in lineage(phase, phases) for s in p.examples}
     data_hash = "".join((hashes or {}).get(s, "") for s in EXAMPLE_SETS if s in read)
     if data_hash:
         fp["examples"] = data_hash
     return fp
+
+
+CONTENT = "#sha256"  # the suffix of a `Phase.reads` option's key in a fingerprint
+
+
+def content_hash(path: str) -> str:
+    """A short sha256 of what `path` holds: a file's bytes, or a folder's files (names and bytes, in name order);
+    "missing" when it holds nothing."""
+    p = Path(path)
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p] if p.is_file() else []
+    if not files:
+        return "missing"
+    return _hashed(tuple((str(f.relative_to(p)) if p.is_dir() else f.name, str(f.resolve()), f.stat().st_size,
+                          f.stat().st_mtime_ns) for f in files))
+
+
+@lru_cache(maxsize=16)
+def _hashed(files: tuple[tuple[str, str, int, int], ...]) -> str:
+    """The hash of these (name, path, size, modification time) files, kept while none of them changes."""
+    h = hashlib.sha256()
+    for name, path, _, _ in files:
+        h.update(name.encode() + b"\0")
+        with open(path, "rb") as stream:
+            while chunk := stream.read(1 << 22):
+                h.update(chunk)
+    return h.hexdigest()[:16]
 
 
 def examples_hash(examples: Sequence) -> str:
@@ -224,7 +261,7 @@ class RunDir:
         # a phase recorded before RL's data options bound RL alone lists them too: they never shaped it
         added = {k: v for p in lineage(phase, self.phases) for k, v in p.added.items() if k in fp}
         made = {**added, **{k: v for k, v in stored[phase].items()
-                            if k == "examples" or depends(phase, k, self.phases)}}
+                            if k == "examples" or k.endswith(CONTENT) or depends(phase, k, self.phases)}}
         diff = differences(made, fp, ignore + (() if finished else self.phases[phase].extendable))
         if diff:
             more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
@@ -264,12 +301,17 @@ def prepare(out: Path, resume: bool, overwrite: bool, results: Path, phases: Ite
 
 
 def run_config_of(model: str) -> dict:
-    """The `config.json` of the run a model directory belongs to (`RUN/mle/model`, `RUN/rl/model`), or {}."""
-    path = Path(model).parent.parent / "config.json"
-    try:
-        cfg = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+    """The config of the run a model comes from, or {}: the `config.json` of the run a model directory belongs to
+    (`RUN/mle/model`, `RUN/rl/model`), or the one an adapter folder's manifest carries (`adapters`)."""
+    from .adapters import config_of, is_adapter
+
+    if is_adapter(model):
+        cfg = config_of(model)
+    else:
+        try:
+            cfg = json.loads((Path(model).parent.parent / "config.json").read_text())
+        except (OSError, ValueError):
+            return {}
     return cfg if isinstance(cfg, dict) and isinstance(cfg.get("data"), dict) else {}
 
 

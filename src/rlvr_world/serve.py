@@ -68,7 +68,9 @@ CHAT_UNSUPPORTED = {
 class ServeConfig:
     """The world model behind an OpenAI-compatible completions endpoint."""
 
-    model: str = ""  # a model directory (Hugging Face format, tokenizer inside), a .gguf file or a model name
+    # a model directory (Hugging Face format, tokenizer inside), an adapter folder (adapters/NAME), a .gguf file or a
+    # model name
+    model: str = ""
     host: str = "127.0.0.1"  # address to listen on (0.0.0.0: every interface)
     port: int = 8000  # port to listen on (0: any free one, printed at start)
     name: str = ""  # the model's name in the API (default: the --model argument)

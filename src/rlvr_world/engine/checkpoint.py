@@ -74,8 +74,9 @@ def recover(path: Path) -> None:
             old.rename(path)
 
 
-def save_model(path: Path, model, tokenizer, trainer_state: dict | None = None) -> None:
-    """Save atomically; refuse weights that are not finite (the last good save stays)."""
+def save_model(path: Path, model, tokenizer=None, trainer_state: dict | None = None) -> None:
+    """Save atomically (a LoRA model: its adapter alone; the tokenizer beside it when given); refuse weights that are
+    not finite (the last good save stays)."""
     bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
     if bad:
         raise TrainingDiverged(f"not saving {path}: {len(bad)} weight tensors are not finite (e.g. {bad[0]}); "
@@ -84,7 +85,8 @@ def save_model(path: Path, model, tokenizer, trainer_state: dict | None = None) 
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
     if trainer_state is not None:
         torch.save(trainer_state, tmp / "trainer_state.pt")
     for f in tmp.iterdir():

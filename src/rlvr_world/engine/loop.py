@@ -20,7 +20,7 @@ from ..device import MemoryTrimmer
 from ..progress import advance, bar
 from . import distributed as dist
 from .checkpoint import GracefulStop, MetricLog, load_trainer_state, save_model
-from .models import merged
+from .models import has_lora, merged
 
 
 class TrainingLoop:
@@ -29,7 +29,9 @@ class TrainingLoop:
     `out_dir/checkpoint` holds the model (a LoRA model: its adapter), the
     optimizer state, the step and the state of each of `carried` (modules the
     phase needs back on resume, e.g. RL's frozen reference); `out_dir/model`
-    the final model, merged; `out_dir/metrics.jsonl` one row per step.
+    the final model, merged; `out_dir/adapter` a LoRA model's final adapter
+    alone (what `rlvr-world adapter save` keeps); `out_dir/metrics.jsonl` one
+    row per step.
     """
 
     def __init__(self, name: str, out_dir: Path, model: torch.nn.Module, tokenizer, opt: torch.optim.Optimizer,
@@ -79,7 +81,10 @@ class TrainingLoop:
         dist.barrier()
 
     def finish(self) -> torch.nn.Module:
-        """The trained model, a LoRA adapter folded in (a plain HF model), saved to `out_dir/model`."""
+        """The trained model, a LoRA adapter folded in (a plain HF model), saved to `out_dir/model`; the adapter
+        alone first, to `out_dir/adapter`."""
+        if self.main and has_lora(self.model):
+            save_model(self.out_dir / "adapter", self.model)
         model = merged(self.model)
         if self.main:
             save_model(self.out_dir / "model", model, self.tokenizer)

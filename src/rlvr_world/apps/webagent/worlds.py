@@ -76,15 +76,16 @@ class LanguageWorld:
 
 
 def in_process(model_dir: str, *, device: str = "auto", dtype: str = "auto", max_tokens: int = 256) -> LanguageWorld:
-    """A run's saved web world model, loaded here; its id convention comes from the run's config.json."""
+    """A run's saved web world model (or an adapter folder), loaded here; its id convention comes from the run's
+    config.json (or the adapter's manifest)."""
+    from ... import adapters
     from ... import device as dev
-    from ...engine import models, pretrained
     from ...serve import Completer
     from ...text import load_tokenizer
 
-    path = pretrained.resolve(model_dir)
+    model, path = adapters.load_model(model_dir)
     where = dev.pick_device(device)
-    completer = Completer(models.load(path).to(where), load_tokenizer(path), model_dir, max_tokens=max_tokens,
+    completer = Completer(model.to(where), load_tokenizer(path), model_dir, max_tokens=max_tokens,
                           autocast=dev.amp(where, dtype))
     return LanguageWorld(completer.complete, ids=run_ids(model_dir), max_tokens=max_tokens)  # refusals: ValueErrors
 
