@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from rlvr_world import __version__, domains
-from rlvr_world.config import field_help
+from rlvr_world.optionparsing import field_help
 from rlvr_world.runconfig import preset, preset_summaries, presets
 
 ROOT = Path(__file__).parents[1]

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import __version__
-from .config import OneLineParser, add_options, apply_overrides, choices_of, require, require_choice, to_yaml
+from .optionparsing import OneLineParser, add_options, apply_overrides, choices_of, require, require_choice, to_yaml
 from .rundir import run_config_of
 
 
