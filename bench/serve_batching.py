@@ -28,7 +28,7 @@ from pathlib import Path
 from rlvr_world import device as dev
 from rlvr_world import domains
 from rlvr_world.engine import models
-from rlvr_world.engine.checkpoint import save_json
+from rlvr_world.engine.atomicwrite import save_json
 from rlvr_world.rundir import run_config_of
 from rlvr_world.serve import Completer, default_max_tokens, make_server
 from rlvr_world.text import load_tokenizer

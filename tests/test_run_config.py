@@ -91,7 +91,7 @@ def test_options_given_override_the_config_file_and_the_file_the_preset(tmp_path
 
 
 def test_a_runs_config_json_is_a_config_file_as_it_is(tmp_path):
-    from rlvr_world.engine.checkpoint import save_config
+    from rlvr_world.engine.atomicwrite import save_config
 
     cfg = preset("web-tiny")  # config.json as a run writes it (`Pipeline.run`), with values no preset has
     cfg.out, cfg.rl.lr, cfg.rl.scale, cfg.data.tasks, cfg.mle.epochs = "runs/w", 1e-05, "none", ["enter-text"], 3

@@ -198,7 +198,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from . import device as dev
     from . import domains
     from .engine import models, pretrained
-    from .engine.checkpoint import save_json
+    from .engine.atomicwrite import save_json
     from .engine.evaluate import evaluate
     from .pipeline import balanced_indices, subsample_indices
 

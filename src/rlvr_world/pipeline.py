@@ -30,7 +30,8 @@ from . import device as dev
 from . import domains, modelcard, report, rundir
 from .engine import distributed as dist
 from .engine import models, pretrained
-from .engine.checkpoint import load_trainer_state, save_config, save_json
+from .engine.atomicwrite import save_config, save_json
+from .engine.checkpoint import load_trainer_state
 from .engine.domain import Domain, StageContext
 from .engine.evaluate import decision_summary, evaluate, partial_files, result_of, trivial_logprobs
 from .engine.mle import train_mle

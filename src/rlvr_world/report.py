@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from . import domains
-from .engine.checkpoint import MetricLog, save_json
+from .engine.atomicwrite import save_json
+from .engine.metriclog import MetricLog
 from .engine.evaluate import result_of
 from .stats import paired_test
 

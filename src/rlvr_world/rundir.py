@@ -233,7 +233,7 @@ class RunDir:
 
     def record(self, fingerprints: dict[str, dict]) -> None:
         """Every phase's fingerprint, as this run makes (or continues) it."""
-        from .engine.checkpoint import save_json
+        from .engine.atomicwrite import save_json
 
         save_json(self.path, fingerprints)
 
