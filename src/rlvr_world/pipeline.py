@@ -29,13 +29,11 @@ import torch
 from . import device as dev
 from . import domains, modelcard, report, rundir
 from .engine import distributed as dist
-from .engine import models, pretrained
+from .engine import mle, models, pretrained, rl
 from .engine.atomicwrite import save_config, save_json
 from .engine.checkpoint import load_trainer_state
 from .engine.domain import Domain, StageContext
 from .engine.evaluate import decision_summary, evaluate, partial_files, result_of, trivial_logprobs
-from .engine.mle import train_mle
-from .engine.rl import train_rl
 from .progress import console
 from .runconfig import RunConfig, preset, presets
 
@@ -96,7 +94,9 @@ class Pipeline:
         return rundir.holds(self.out, (p for p in paths if p))
 
     # ---- phases ------------------------------------------------------------
-    def tokenizer(self):
+    def train_tokenizer(self):
+        """The tokenizer phase: the pretrained model's tokenizer, the one a resumed run saved, or one trained on the
+        training split (or already, by `check_examples`) and saved."""
         path = self.out / "tokenizer"
         if self.init_dir:
             return self.load_tokenizer(self.init_dir)
@@ -151,17 +151,17 @@ class Pipeline:
             model = models.with_lora(model, m.lora_rank, m.lora_alpha)
         return model
 
-    def mle(self, tok, train):
+    def train_mle(self, tok, train):
         d = self.out / "mle"
         resume = self.cfg.resume and load_trainer_state(d / "checkpoint") is not None
         model = self.trainable(lambda: self.initial_model(tok), d / "checkpoint", resume, self.cfg.mle.seed)
         self.checked(model, tok, d / "checkpoint")
         console.print(f"[bold]MLE[/]: {models.num_params(model) / 1e6:.2f}M parameters "
                       f"({models.num_trainable(model) / 1e6:.2f}M trained), {len(train)} examples")
-        return train_mle(model.to(self.device), tok, train, self.cfg.mle, d, autocast=self.amp, resume=resume,
-                         tensorboard=self.cfg.log == "tensorboard")
+        return mle.train_mle(model.to(self.device), tok, train, self.cfg.mle, d, autocast=self.amp, resume=resume,
+                             tensorboard=self.cfg.log == "tensorboard")
 
-    def rl(self, tok, start_model, domain, train, curve):
+    def train_rl(self, tok, start_model, domain, train, curve):
         d = self.out / "rl"
         resume = self.cfg.resume and load_trainer_state(d / "checkpoint") is not None
         # a copy: GRPO trains in place, and the MLE model is still needed after RL (e.g. the video domain's `finish`)
@@ -177,8 +177,8 @@ class Pipeline:
                     **({"test/decision_auc": d["auc"]} if "auc" in d else {})}
 
         console.print(f"[bold]RLVR[/]: {len(train)} prompts, reward {self.cfg.rl.reward}")
-        return train_rl(policy, tok, domain, train, self.cfg.rl, d, autocast=self.amp, resume=resume,
-                        evaluate_fn=curve_eval if curve else None, tensorboard=self.cfg.log == "tensorboard")
+        return rl.train_rl(policy, tok, domain, train, self.cfg.rl, d, autocast=self.amp, resume=resume,
+                           evaluate_fn=curve_eval if curve else None, tensorboard=self.cfg.log == "tensorboard")
 
     def write_card(self, phase: str, domain, test, tok, command: str) -> None:
         """README.md beside the phase's saved model: its domain, prompt format with a real test example, reward,
