@@ -267,7 +267,7 @@ def test_reward_choices_are_the_domains_own(domain):
     helps = option_helps(cli("run", "--domain", domain, "--help").stdout)
     names = importlib.import_module(f"rlvr_world.domains.{domain}.options").REWARDS
     assert f"(choices: {', '.join(names)}; default: " in helps["--rl.reward"]
-    domain_cls = domains.get(domain)[0]
+    domain_cls = domains.get(domain)
     built_in = [n for n in dict.keys(domain_cls.rewards) if ":" not in n]  # not a reward of the user's own
     assert [n for n in names if ":" not in n] == built_in  # listed apart, as `--help` loads no domain
 

@@ -208,7 +208,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         raise ValueError("--model is required")
     dev.set_threads(cfg.threads)
     device = dev.pick_device(cfg.device)
-    domain_cls, data_cls, _ = domains.get(cfg.domain)
+    domain_cls = domains.get(cfg.domain)
     path = pretrained.resolve(cfg.model)  # a run's model directory, or a named / GGUF pretrained model
     model = models.load(path)
     tok = domain_cls.load_tokenizer(path)

@@ -63,12 +63,12 @@ class Pipeline:
         dev.set_threads(cfg.threads)
         self.device = dev.pick_device(dist.setup(cfg.device))
         self.amp = dev.amp(self.device, cfg.dtype)
-        domain_cls, data_cls, self.make_tokenizer = domains.get(cfg.domain)
-        if not isinstance(cfg.data, data_cls):
+        domain_cls = domains.get(cfg.domain)
+        if not isinstance(cfg.data, domain_cls.data_options):
             raise ValueError(f"the {cfg.domain} domain takes its data options from its presets "
                              f"({', '.join(p for p in presets() if preset(p).domain == cfg.domain)})")
         self.domain_cls = domain_cls
-        self.load_tokenizer = domain_cls.load_tokenizer
+        self.make_tokenizer, self.load_tokenizer = domain_cls.make_tokenizer, domain_cls.load_tokenizer
         self.init_dir: Path | None = None  # the pretrained model's HF directory (`pretrained.resolve`), once known
         self.phases = rundir.in_order((*domain_cls.stages, *rundir.PHASES.values()))  # this run's, by name
         self.fingerprints = rundir.RunDir(self.out, self.phases)  # theirs in phases.json
@@ -314,7 +314,7 @@ class Pipeline:
         except (OSError, ValueError, AttributeError):
             old = None
         stages = () if old not in domains.DOMAINS or old == self.cfg.domain or domains.missing_modules(old) \
-            else domains.get(old)[0].stages
+            else domains.get(old).stages
         return [*self.phases.values(), *stages]
 
     def phases_in_order(self, command: str) -> dict:

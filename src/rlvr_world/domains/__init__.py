@@ -86,7 +86,7 @@ def data_class(name: str) -> type:
     return getattr(package(name), DOMAINS[name].data)
 
 
-def get(name: str):
-    """(domain class, data-options class, tokenizer factory), loading the domain and its dependencies."""
-    domain_cls = getattr(package(name), DOMAINS[name].domain)
-    return domain_cls, data_class(name), domain_cls.make_tokenizer
+def get(name: str) -> type:
+    """The domain class (an `engine.domain.Domain`: its data options, tokenizer and the rest reachable from it),
+    loading the domain and its dependencies."""
+    return getattr(package(name), DOMAINS[name].domain)

@@ -46,7 +46,7 @@ def text_domain(name: str):
     from .. import domains
     from ..domains.textdomain import TextDomain
 
-    cls = domains.get(name)[0]
+    cls = domains.get(name)
     if not issubclass(cls, TextDomain):
         raise ValueError(f"the {name} domain's prompts are not text (a video world model reads frame codes); "
                          f"export serves the language domains: textgame, web, jsonl")
