@@ -77,8 +77,9 @@ def score(domain: str, reward: str, response: str, transition: str) -> tuple[flo
     cls = text_domain(domain)
     if reward not in cls.rewards:
         raise ValueError(f"unknown {domain} reward {reward!r}; known: {', '.join(cls.rewards)}")
+    fn = cls.rewards[reward]  # (a reward of the user's own is imported here)
     try:
         t = cls.transition_type(**json.loads(transition))
     except (TypeError, ValueError) as e:
         raise ValueError(f"not a {domain} transition: {e}") from None
-    return cls.rewards[reward](response if isinstance(response, str) else "", t)
+    return fn(response if isinstance(response, str) else "", t)
