@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import __version__
+from .engine.errors import UserError
 from .optionparsing import OneLineParser, add_options, apply_overrides, choices_of, require, require_choice, to_yaml
 from .rundir import run_config_of
 
@@ -307,26 +308,17 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser(argv).parse_args(argv)  # light: help and option errors come back before torch loads
-    if getattr(args, "print_config", False):  # light too
-        try:
-            print_config(args)
-        except ValueError as e:
-            sys.stderr.write(f"rlvr-world: error: {e}\n")
-            return 2
-        return 0
-    from .device import quiet_hf
-
-    quiet_hf()
-    from .domains import MissingExtra
-    from .domains.textgame.data import DataError
-    from .domains.web.browser import BrowserError
-    from .engine.models import ModelError
-
     try:
+        if getattr(args, "print_config", False):  # light too
+            print_config(args)
+            return 0
+        from .device import quiet_hf
+
+        quiet_hf()
         commands = {"run": cmd_run, "eval": cmd_eval, "seeds": cmd_seeds, "serve": cmd_serve, "agent": cmd_agent,
                     "policy-eval": cmd_policy_eval, "export": cmd_export}
         commands[args.command](args)
-    except (DataError, ModelError, BrowserError, MissingExtra, ValueError, OSError) as e:
+    except (UserError, ValueError, OSError) as e:  # what a user can fix (and the checks' plain ValueErrors): one line
         sys.stderr.write(f"rlvr-world: error: {e}\n")
         return 2
     except KeyboardInterrupt:

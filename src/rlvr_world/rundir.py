@@ -32,6 +32,8 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from .engine.errors import UserError
+
 
 @dataclass(frozen=True)
 class Phase:
@@ -106,7 +108,7 @@ PHASES = {p.name: p for p in (
 RUN_FILES = ("config.json", "phases.json", "timings.json", "results.json", "results.md", "results.png")
 
 
-class RunDirError(ValueError):
+class RunDirError(UserError, ValueError):
     """A run directory that cannot be used as asked."""
 
 

@@ -17,6 +17,8 @@ import importlib.util
 import sys
 from typing import NamedTuple
 
+from ..engine.errors import UserError
+
 
 class Entry(NamedTuple):
     domain: str  # the domain class, found in the domain's package
@@ -33,7 +35,7 @@ DOMAINS = {
 }
 
 
-class MissingExtra(ImportError):
+class MissingExtra(UserError, ImportError):
     """A domain's optional Python stack is not installed; the message is one line saying how to install it."""
 
 

@@ -19,12 +19,14 @@ from pathlib import Path
 
 import torch
 
+from .errors import UserError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be read back."""
 
 
-class TrainingDiverged(ValueError):
+class TrainingDiverged(UserError, ValueError):
     """The loss, the gradients or the weights stopped being finite numbers."""
 
 

@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...engine.errors import UserError
 from ..jsonlines import read_json_lines
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A records file that is missing or malformed (the message names the file and line)."""
 
 
