@@ -28,7 +28,7 @@ from rlvr_world.engine.atomicwrite import save_json
 from rlvr_world.engine.evaluate import evaluate
 from rlvr_world.engine.mle import MLEConfig, train_mle
 from rlvr_world.engine.models import ModelConfig
-from rlvr_world.pipeline import subsample
+from rlvr_world.engine.evaluate import subsample
 
 
 def measure(run: Path, mle_steps: int, n: int) -> dict:

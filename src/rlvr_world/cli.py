@@ -200,8 +200,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from . import domains
     from .engine import models, pretrained
     from .engine.atomicwrite import save_json
-    from .engine.evaluate import evaluate
-    from .pipeline import balanced_indices, subsample_indices
+    from .engine.evaluate import balanced_indices, evaluate, subsample_indices
 
     cfg = apply_overrides(eval_defaults(args.model if "model" in args else None, getattr(args, "domain", None)), args,
                           skip=("command",))

@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from . import device as dev
 from . import domains, modelcard, report, rundir
 from .engine import distributed as dist
@@ -33,7 +31,8 @@ from .engine import mle, models, pretrained, rl
 from .engine.atomicwrite import save_config, save_json
 from .engine.checkpoint import load_trainer_state
 from .engine.domain import Domain, StageContext
-from .engine.evaluate import decision_summary, evaluate, partial_files, result_of, trivial_logprobs
+from .engine.evaluate import (balanced_indices, decision_summary, evaluate, partial_files, result_of, subsample,
+                              subsample_indices, trivial_logprobs)
 from .progress import console
 from .runconfig import RunConfig, preset, presets
 
@@ -452,31 +451,6 @@ def check_context(context: int, cfg: RunConfig, train, rl, test, pretrained: boo
     raise ValueError(f"{which} needs {need(e, n)} positions (a prompt of {len(e.prompt_ids)} tokens and a response of "
                      f"up to {max(n, len(e.target_ids))}), {'the pretrained' if pretrained else 'the'} model has "
                      f"{context}: {', or '.join(fixes)}{then}")
-
-
-def subsample_indices(examples, n: int, seed: int) -> list[int]:
-    """Positions of a fixed random subset of n examples, in order (all when n >= len)."""
-    if n >= len(examples):
-        return list(range(len(examples)))
-    g = torch.Generator().manual_seed(seed)
-    return torch.randperm(len(examples), generator=g)[:n].sort().values.tolist()
-
-
-def balanced_indices(examples, n: int, seed: int) -> list[int]:
-    """Positions of a fixed random subset of about n examples, n / (number of groups) from each group."""
-    by_group: dict[str, list[int]] = {}
-    for i, e in enumerate(examples):
-        by_group.setdefault(e.group, []).append(i)
-    per = n // max(1, len(by_group))
-    out = []
-    for k, (_, idx) in enumerate(sorted(by_group.items())):
-        out += [idx[j] for j in subsample_indices(idx, per, seed + k)]
-    return sorted(out)
-
-
-def subsample(examples, n: int, seed: int):
-    """A fixed random subset of n examples (all when n >= len)."""
-    return [examples[i] for i in subsample_indices(examples, n, seed)]
 
 
 def command_line() -> str:
