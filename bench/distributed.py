@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from rlvr_world.device import cpu_signature
-from rlvr_world.engine.checkpoint import save_json
+from rlvr_world.engine.atomicwrite import save_json
 
 WARMUP = 2  # steps of each phase left out of the timings
 

@@ -49,7 +49,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rlvr_world.engine.checkpoint import save_json
+from rlvr_world.engine.atomicwrite import save_json
 
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 OFF = {"RLVR_WORLD_MALLOC_TRIM": "0"}

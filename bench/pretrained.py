@@ -69,7 +69,7 @@ from rlvr_world.engine.evaluate import length_batches
 from rlvr_world.engine.mle import mle_loss, plan_batches
 from rlvr_world.engine.rl import collect, prompt_batches, update
 from rlvr_world.engine.sampler import left_pad, sample
-from rlvr_world.pipeline import balanced_indices, subsample_indices
+from rlvr_world.engine.evaluate import balanced_indices, subsample_indices
 from rlvr_world.runconfig import RunConfig, preset
 
 from decode_bound import read_bandwidth
@@ -110,7 +110,7 @@ def configured(args) -> RunConfig:
 
 
 def setup(cfg: RunConfig, args) -> Setup:
-    domain_cls = domains.get(cfg.domain)[0]
+    domain_cls = domains.get(cfg.domain)
     spec = cfg.model.init_from
     model_dir = pretrained.resolve(spec)
     gguf = pretrained.named_file(spec) if spec in pretrained.NAMED else Path(spec) if spec.endswith(".gguf") else None

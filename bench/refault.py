@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from rlvr_world.device import cpu_signature, resident_bytes
-from rlvr_world.engine.checkpoint import save_json
+from rlvr_world.engine.atomicwrite import save_json
 
 BLOCK = 1_000_000  # floats: 4 MB
 

@@ -20,7 +20,7 @@ from rlvr_world.domains.textgame import TextGameData, TextGameDomain
 from rlvr_world.engine import models
 from rlvr_world.engine.evaluate import length_batches
 from rlvr_world.engine.sampler import sample
-from rlvr_world.pipeline import subsample
+from rlvr_world.engine.evaluate import subsample
 from rlvr_world.text import load_tokenizer
 
 

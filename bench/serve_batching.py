@@ -28,7 +28,7 @@ from pathlib import Path
 from rlvr_world import device as dev
 from rlvr_world import domains
 from rlvr_world.engine import models
-from rlvr_world.engine.checkpoint import save_json
+from rlvr_world.engine.atomicwrite import save_json
 from rlvr_world.rundir import run_config_of
 from rlvr_world.serve import Completer, default_max_tokens, make_server
 from rlvr_world.text import load_tokenizer
@@ -39,8 +39,8 @@ def test_prompts(model_dir: str, n: int) -> tuple[list[str], list[str]]:
     run = run_config_of(model_dir)
     if not run:
         sys.exit(f"{model_dir} is not a run's model directory (RUN/rl/model beside RUN/config.json)")
-    domain_cls, data_cls, _ = domains.get(run["domain"])
-    data = data_cls(**run["data"])
+    domain_cls = domains.get(run["domain"])
+    data = domain_cls.data_options(**run["data"])
     ts = domain_cls.transitions("test", data)[:n]
     return [domain_cls.prompt_text(t) for t in ts], [domain_cls.target_text(t) for t in ts]
 

@@ -22,10 +22,10 @@ import torch
 
 from rlvr_world.domains.textgame import TextGameData, TextGameDomain
 from rlvr_world.engine import models
-from rlvr_world.engine.checkpoint import save_json
+from rlvr_world.engine.atomicwrite import save_json
 from rlvr_world.engine.pretrained import resolve
 from rlvr_world.engine.sequences import make_batch, token_logprobs
-from rlvr_world.pipeline import balanced_indices
+from rlvr_world.engine.evaluate import balanced_indices
 from rlvr_world.text import load_tokenizer
 
 

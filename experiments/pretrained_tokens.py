@@ -19,7 +19,7 @@ import numpy as np
 
 from rlvr_world.domains.textgame import TextGameData, TextGameDomain
 from rlvr_world.domains.web import WebData, WebDomain
-from rlvr_world.engine.checkpoint import save_json
+from rlvr_world.engine.atomicwrite import save_json
 from rlvr_world.engine.pretrained import resolve
 from rlvr_world.text import load_tokenizer
 

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from rlvr_world.domains.jsonl import synthetic  # noqa: E402
-from rlvr_world.engine.checkpoint import save_json  # noqa: E402
+from rlvr_world.engine.atomicwrite import save_json  # noqa: E402
 from rlvr_world.seeds import summarise  # noqa: E402
 
 RECIPES = {"decision": ["--rl.advantage", "decision", "--rl.balance-strata", "false"],

@@ -24,11 +24,11 @@ from pathlib import Path
 from rlvr_world import device as dev
 from rlvr_world.domains.video import VideoData, VideoDomain, VideoTokenizer
 from rlvr_world.engine import models
-from rlvr_world.engine.checkpoint import save_json
+from rlvr_world.engine.atomicwrite import save_json
 from rlvr_world.engine.evaluate import evaluate
 from rlvr_world.engine.mle import MLEConfig, train_mle
 from rlvr_world.engine.models import ModelConfig
-from rlvr_world.pipeline import subsample
+from rlvr_world.engine.evaluate import subsample
 
 
 def measure(run: Path, mle_steps: int, n: int) -> dict:

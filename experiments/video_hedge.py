@@ -30,7 +30,8 @@ from rlvr_world import device as dev
 from rlvr_world.domains.video import VideoDomain, VideoTokenizer
 from rlvr_world.engine import models
 from rlvr_world.engine.evaluate import evaluate
-from rlvr_world.pipeline import preset, subsample
+from rlvr_world.engine.evaluate import subsample
+from rlvr_world.pipeline import preset
 from rlvr_world.stats import paired_test
 
 METRICS = {"value": False, "psnr": False, "ssim": False, "mae": True}  # name -> lower is better

@@ -31,7 +31,7 @@ import numpy as np
 
 from rlvr_world.domains.video import VideoData, VideoDomain, VideoTokenizer
 from rlvr_world.domains.video.evaluation import REWARD_FROM_PARTS, real_repetition
-from rlvr_world.engine.checkpoint import save_json
+from rlvr_world.engine.atomicwrite import save_json
 
 
 def describe(values: np.ndarray) -> dict:

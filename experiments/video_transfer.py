@@ -26,7 +26,8 @@ from rlvr_world.domains.video import VideoDomain, VideoTokenizer
 from rlvr_world.engine import models
 from rlvr_world.engine.evaluate import evaluate
 from rlvr_world.engine.rl import train_rl
-from rlvr_world.pipeline import preset, subsample
+from rlvr_world.engine.evaluate import subsample
+from rlvr_world.pipeline import preset
 
 
 def greedy(model, domain, examples) -> float:

@@ -16,7 +16,8 @@ SRC = Path(__file__).parents[1] / "src" / "rlvr_world"
 
 @pytest.mark.parametrize("name", list(domains.DOMAINS))
 def test_each_domain_keeps_the_contract(name):
-    cls, data_cls, make_tokenizer = domains.get(name)
+    cls = domains.get(name)
+    data_cls, make_tokenizer = cls.data_options, cls.make_tokenizer
     assert issubclass(cls, Domain) and cls.name == name
     assert cls.rewards and cls.metric in cls.rewards and cls.metric_label
     assert set(cls.groups) <= set(cls.columns) and "overall" in cls.columns or cls.metric in cls.columns

@@ -38,7 +38,8 @@ for name in presets():
     preset(name)
 import rlvr_world.integrations.export, rlvr_world.integrations.trl, rlvr_world.integrations.verl
 import rlvr_world.pipeline, rlvr_world.report, rlvr_world.serve
-domain_cls, data_cls, make_tokenizer = domains.get("jsonl")
+domain_cls = domains.get("jsonl")
+data_cls, make_tokenizer = domain_cls.data_options, domain_cls.make_tokenizer
 data = data_cls(train_path=sys.argv[1], test_path=sys.argv[1])
 domain_cls.check_data(data)
 domain = domain_cls(make_tokenizer(data, 300), data)

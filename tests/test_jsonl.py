@@ -70,7 +70,7 @@ def test_a_reward_of_your_own(tmp_path, monkeypatch):
     assert table["myreward:lamp_right"](target_text(r), r) == (1.0, {"parsed": 1.0, "reward_error": 0.0, "lamp": 1.0})
     assert table["myreward:lamp_right"]("junk", r)[0] == 0.0
     with pytest.raises(ValueError, match="cannot load the reward"):
-        _ = "myreward:missing" in table  # looking the name up loads its module
+        _ = table["myreward:missing"]  # looking the reward up loads its module
 
 
 def test_a_reward_of_your_own_that_fails_is_caught_before_work_and_scores_0_during_rl(tmp_path, monkeypatch, capsys):

@@ -17,7 +17,8 @@ import torch
 
 from rlvr_world import rundir
 from rlvr_world.cli import main
-from rlvr_world.engine.checkpoint import CheckpointError, MetricLog, TrainingDiverged, load_trainer_state, save_model
+from rlvr_world.engine.checkpoint import CheckpointError, TrainingDiverged, load_trainer_state, save_model
+from rlvr_world.engine.metriclog import MetricLog
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 FAST = ["--mle.epochs", "0.5", "--rl.steps", "1", "--eval-limit", "2", "--curve-limit", "0"]

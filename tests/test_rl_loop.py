@@ -146,13 +146,13 @@ def test_pipeline_rl_leaves_the_mle_model_as_it_was(tmp_path, monkeypatch):
                 p.add_(1.0)
         return policy
 
-    monkeypatch.setattr(pl, "train_rl", fake_train_rl)
+    monkeypatch.setattr(pl.rl, "train_rl", fake_train_rl)
     cfg = pl.preset("tiny")
     cfg.out = str(tmp_path / "run")
     mle = models.build(models.ModelConfig(hidden_size=16, num_layers=1, num_heads=2, max_positions=32), 40,
                        pad_id=0, bos_id=1, eos_id=2)
     before = [p.clone() for p in mle.parameters()]
-    rl = pl.Pipeline(cfg).rl(None, mle, None, [], [])
+    rl = pl.Pipeline(cfg).train_rl(None, mle, None, [], [])
     assert rl is not mle and all(torch.equal(a, b) for a, b in zip(before, mle.parameters()))
 
 

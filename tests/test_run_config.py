@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from rlvr_world import __version__, domains
-from rlvr_world.config import field_help
+from rlvr_world.optionparsing import field_help
 from rlvr_world.runconfig import preset, preset_summaries, presets
 
 ROOT = Path(__file__).parents[1]
@@ -91,7 +91,7 @@ def test_options_given_override_the_config_file_and_the_file_the_preset(tmp_path
 
 
 def test_a_runs_config_json_is_a_config_file_as_it_is(tmp_path):
-    from rlvr_world.engine.checkpoint import save_config
+    from rlvr_world.engine.atomicwrite import save_config
 
     cfg = preset("web-tiny")  # config.json as a run writes it (`Pipeline.run`), with values no preset has
     cfg.out, cfg.rl.lr, cfg.rl.scale, cfg.data.tasks, cfg.mle.epochs = "runs/w", 1e-05, "none", ["enter-text"], 3
@@ -267,7 +267,7 @@ def test_reward_choices_are_the_domains_own(domain):
     helps = option_helps(cli("run", "--domain", domain, "--help").stdout)
     names = importlib.import_module(f"rlvr_world.domains.{domain}.options").REWARDS
     assert f"(choices: {', '.join(names)}; default: " in helps["--rl.reward"]
-    domain_cls = domains.get(domain)[0]
+    domain_cls = domains.get(domain)
     built_in = [n for n in dict.keys(domain_cls.rewards) if ":" not in n]  # not a reward of the user's own
     assert [n for n in names if ":" not in n] == built_in  # listed apart, as `--help` loads no domain
 

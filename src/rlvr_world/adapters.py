@@ -37,6 +37,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .engine.errors import UserError
+
 FORMAT = "rlvr-world adapter 1"
 MANIFEST = "manifest.json"
 WEIGHTS = "adapter_model.safetensors"  # peft's file names, so that peft alone reads a folder
@@ -46,7 +48,7 @@ SCORES = {"mle": "mle", "rl": "rlvr"}  # a run's phase directory -> the key of i
 MAX_CHAIN = 8  # adapters one adapter may start from, directly or not
 
 
-class AdapterError(ValueError):
+class AdapterError(UserError, ValueError):
     """An adapter folder that cannot be written or used as asked; the message is one line."""
 
 
@@ -327,7 +329,7 @@ def prompt_of(domain: str) -> dict[str, Any]:
     from . import domains
 
     try:
-        about = domains.get(domain)[0].prompt_format
+        about = domains.get(domain).prompt_format
     except ImportError:  # a domain whose extra is not installed here
         about = ""
     return {"domain": domain, "format": about, "text": "plain text, tokenized without special tokens, no chat "

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import __version__
-from .config import OneLineParser, add_options, apply_overrides, choices_of, require, require_choice, to_yaml
+from .engine.errors import UserError
+from .optionparsing import OneLineParser, add_options, apply_overrides, choices_of, require, require_choice, to_yaml
 from .rundir import run_config_of
 
 
@@ -226,9 +227,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from . import adapters, domains
     from . import device as dev
     from .engine import models
-    from .engine.checkpoint import save_json
-    from .engine.evaluate import evaluate
-    from .pipeline import balanced_indices, subsample_indices
+    from .engine.atomicwrite import save_json
+    from .engine.evaluate import balanced_indices, evaluate, subsample_indices
 
     cfg = apply_overrides(eval_defaults(args.model if "model" in args else None, getattr(args, "domain", None)), args,
                           skip=("command",))
@@ -236,7 +236,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         raise ValueError("--model is required")
     dev.set_threads(cfg.threads)
     device = dev.pick_device(cfg.device)
-    domain_cls, data_cls, _ = domains.get(cfg.domain)
+    domain_cls = domains.get(cfg.domain)
     model, path = adapters.load_model(cfg.model)  # a model directory, an adapter folder, a named / GGUF model
     tok = domain_cls.load_tokenizer(path)
     models.check_vocab(model, len(tok), cfg.model)
@@ -350,26 +350,17 @@ def cmd_adapter(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser(argv).parse_args(argv)  # light: help and option errors come back before torch loads
-    if getattr(args, "print_config", False):  # light too
-        try:
-            print_config(args)
-        except ValueError as e:
-            sys.stderr.write(f"rlvr-world: error: {e}\n")
-            return 2
-        return 0
-    from .device import quiet_hf
-
-    quiet_hf()
-    from .domains import MissingExtra
-    from .domains.textgame.data import DataError
-    from .domains.web.browser import BrowserError
-    from .engine.models import ModelError
-
     try:
+        if getattr(args, "print_config", False):  # light too
+            print_config(args)
+            return 0
+        from .device import quiet_hf
+
+        quiet_hf()
         commands = {"run": cmd_run, "eval": cmd_eval, "seeds": cmd_seeds, "serve": cmd_serve, "agent": cmd_agent,
                     "policy-eval": cmd_policy_eval, "export": cmd_export, "adapter": cmd_adapter}
         commands[args.command](args)
-    except (DataError, ModelError, BrowserError, MissingExtra, ValueError, OSError) as e:
+    except (UserError, ValueError, OSError) as e:  # what a user can fix (and the checks' plain ValueErrors): one line
         sys.stderr.write(f"rlvr-world: error: {e}\n")
         return 2
     except KeyboardInterrupt:

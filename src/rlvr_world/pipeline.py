@@ -24,17 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from . import device as dev
 from . import adapters, domains, modelcard, report, rundir
 from .engine import distributed as dist
-from .engine import models, pretrained
-from .engine.checkpoint import load_trainer_state, save_config, save_json
+from .engine import mle, models, pretrained, rl
+from .engine.atomicwrite import save_config, save_json
+from .engine.checkpoint import load_trainer_state
 from .engine.domain import Domain, StageContext
-from .engine.evaluate import decision_summary, evaluate, partial_files, result_of, trivial_logprobs
-from .engine.mle import train_mle
-from .engine.rl import train_rl
+from .engine.evaluate import (balanced_indices, decision_summary, evaluate, partial_files, result_of, subsample,
+                              subsample_indices, trivial_logprobs)
 from .progress import console
 from .runconfig import RunConfig, preset, presets
 
@@ -64,12 +62,12 @@ class Pipeline:
         dev.set_threads(cfg.threads)
         self.device = dev.pick_device(dist.setup(cfg.device))
         self.amp = dev.amp(self.device, cfg.dtype)
-        domain_cls, data_cls, self.make_tokenizer = domains.get(cfg.domain)
-        if not isinstance(cfg.data, data_cls):
+        domain_cls = domains.get(cfg.domain)
+        if not isinstance(cfg.data, domain_cls.data_options):
             raise ValueError(f"the {cfg.domain} domain takes its data options from its presets "
                              f"({', '.join(p for p in presets() if preset(p).domain == cfg.domain)})")
         self.domain_cls = domain_cls
-        self.load_tokenizer = domain_cls.load_tokenizer
+        self.make_tokenizer, self.load_tokenizer = domain_cls.make_tokenizer, domain_cls.load_tokenizer
         self.init_dir: Path | None = None  # the pretrained model's HF directory (`pretrained.resolve`), once known
         self.phases = rundir.in_order((*domain_cls.stages, *rundir.PHASES.values()))  # this run's, by name
         self.fingerprints = rundir.RunDir(self.out, self.phases)  # theirs in phases.json
@@ -95,7 +93,9 @@ class Pipeline:
         return rundir.holds(self.out, (p for p in paths if p))
 
     # ---- phases ------------------------------------------------------------
-    def tokenizer(self):
+    def train_tokenizer(self):
+        """The tokenizer phase: the pretrained model's tokenizer, the one a resumed run saved, or one trained on the
+        training split (or already, by `check_examples`) and saved."""
         path = self.out / "tokenizer"
         if self.init_dir:
             return self.load_tokenizer(self.init_dir)
@@ -151,7 +151,7 @@ class Pipeline:
             model = models.with_lora(model, m.lora_rank, m.lora_alpha)
         return model
 
-    def mle(self, tok, train):
+    def train_mle(self, tok, train):
         d = self.out / "mle"
         resume = self.cfg.resume and load_trainer_state(d / "checkpoint") is not None
         adapter = self.cfg.model.init_adapter  # MLE continues it, on its base with what it starts from folded in
@@ -164,10 +164,10 @@ class Pipeline:
                       + (f", from the adapter {adapter}" if adapter else "")
                       + (" (--mle.epochs 0: no step; the MLE model is the one it starts from)"
                          if not self.cfg.mle.epochs else ""))
-        return train_mle(model.to(self.device), tok, train, self.cfg.mle, d, autocast=self.amp, resume=resume,
-                         tensorboard=self.cfg.log == "tensorboard")
+        return mle.train_mle(model.to(self.device), tok, train, self.cfg.mle, d, autocast=self.amp, resume=resume,
+                             tensorboard=self.cfg.log == "tensorboard")
 
-    def rl(self, tok, start_model, domain, train, curve):
+    def train_rl(self, tok, start_model, domain, train, curve):
         d = self.out / "rl"
         resume = self.cfg.resume and load_trainer_state(d / "checkpoint") is not None
         # a copy: GRPO trains in place, and the MLE model is still needed after RL (e.g. the video domain's `finish`)
@@ -183,8 +183,8 @@ class Pipeline:
                     **({"test/decision_auc": d["auc"]} if "auc" in d else {})}
 
         console.print(f"[bold]RLVR[/]: {len(train)} prompts, reward {self.cfg.rl.reward}")
-        return train_rl(policy, tok, domain, train, self.cfg.rl, d, autocast=self.amp, resume=resume,
-                        evaluate_fn=curve_eval if curve else None, tensorboard=self.cfg.log == "tensorboard")
+        return rl.train_rl(policy, tok, domain, train, self.cfg.rl, d, autocast=self.amp, resume=resume,
+                           evaluate_fn=curve_eval if curve else None, tensorboard=self.cfg.log == "tensorboard")
 
     def write_card(self, phase: str, domain, test, tok, command: str) -> None:
         """README.md beside the phase's saved model: its domain, prompt format with a real test example, reward,
@@ -322,7 +322,7 @@ class Pipeline:
         except (OSError, ValueError, AttributeError):
             old = None
         stages = () if old not in domains.DOMAINS or old == self.cfg.domain or domains.missing_modules(old) \
-            else domains.get(old)[0].stages
+            else domains.get(old).stages
         return [*self.phases.values(), *stages]
 
     def phases_in_order(self, command: str) -> dict:
@@ -460,31 +460,6 @@ def check_context(context: int, cfg: RunConfig, train, rl, test, pretrained: boo
     raise ValueError(f"{which} needs {need(e, n)} positions (a prompt of {len(e.prompt_ids)} tokens and a response of "
                      f"up to {max(n, len(e.target_ids))}), {'the pretrained' if pretrained else 'the'} model has "
                      f"{context}: {', or '.join(fixes)}{then}")
-
-
-def subsample_indices(examples, n: int, seed: int) -> list[int]:
-    """Positions of a fixed random subset of n examples, in order (all when n >= len)."""
-    if n >= len(examples):
-        return list(range(len(examples)))
-    g = torch.Generator().manual_seed(seed)
-    return torch.randperm(len(examples), generator=g)[:n].sort().values.tolist()
-
-
-def balanced_indices(examples, n: int, seed: int) -> list[int]:
-    """Positions of a fixed random subset of about n examples, n / (number of groups) from each group."""
-    by_group: dict[str, list[int]] = {}
-    for i, e in enumerate(examples):
-        by_group.setdefault(e.group, []).append(i)
-    per = n // max(1, len(by_group))
-    out = []
-    for k, (_, idx) in enumerate(sorted(by_group.items())):
-        out += [idx[j] for j in subsample_indices(idx, per, seed + k)]
-    return sorted(out)
-
-
-def subsample(examples, n: int, seed: int):
-    """A fixed random subset of n examples (all when n >= len)."""
-    return [examples[i] for i in subsample_indices(examples, n, seed)]
 
 
 def command_line() -> str:

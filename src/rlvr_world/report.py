@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from . import domains
-from .engine.checkpoint import MetricLog, save_json
+from .engine.atomicwrite import save_json
+from .engine.metriclog import MetricLog
 from .engine.evaluate import result_of
 from .stats import paired_test
 
@@ -67,7 +68,7 @@ def machine(cfg) -> dict:
 def build(cfg, *, command: str, timings: dict[str, float], params: int, mle: dict, rlvr: dict, out: Path,
           n_train: int, n_rl: int, n_test_split: int, test_indices: list[int], trivial: dict | None = None) -> dict:
     curve = [r for r in MetricLog(out / "rl" / "metrics.jsonl").rows()]
-    domain_cls = domains.get(cfg.domain)[0]
+    domain_cls = domains.get(cfg.domain)
     res = {
         "command": command,
         "wall_s": round(sum(timings.values()), 1),  # all phases, summed over resumed invocations
@@ -130,7 +131,7 @@ def compared(run: str, res: dict) -> dict:
     if theirs.get("n_test_split") != res["n_test_split"] or missing:
         raise ValueError(f"--compare {run}: evaluated on other test examples than this run "
                          f"({len(missing)} of this run's {len(res['test_indices'])} missing)")
-    domain_cls = domains.get(res["domain"])[0]
+    domain_cls = domains.get(res["domain"])
     ours = {p: i for i, p in enumerate(res["test_indices"])}  # split position -> this run's record index
 
     def on_ours(ev: dict) -> dict:
@@ -162,7 +163,7 @@ def significance_key(res: dict, column: str) -> str:
 
 
 def markdown(res: dict) -> str:
-    domain_cls = domains.get(res["domain"])[0]
+    domain_cls = domains.get(res["domain"])
     own = domain_cls.markdown(res)  # a domain whose results are not one table of groups
     if own is not None:
         return own
@@ -230,7 +231,7 @@ def plot(res: dict, path: Path) -> None:
         ax1.plot(steps[k - 1:], smooth, label=f"{k}-step mean")
     ax1.set(xlabel="RL step", ylabel=f"mean reward ({res['reward']})", title="RLVR training reward")
     ax1.legend()
-    for g in groups(domains.get(res["domain"])[0]):
+    for g in groups(domains.get(res["domain"])):
         pts = [(r["step"], r[f"test/{g}"]) for r in curve if f"test/{g}" in r]
         if pts:
             ax2.plot(*zip(*pts), marker="o", label=g)

@@ -18,7 +18,7 @@ from functools import cache
 from typing import Any, Callable, Iterable, Literal
 
 from . import domains
-from .config import check, choices_of, read_file, require, require_choice, update
+from .optionparsing import check, choices_of, read_file, require, require_choice, update
 from .domains.jsonl import JsonlData
 from .domains.textgame import TextGameData
 from .domains.video import VideoData

@@ -34,6 +34,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from .engine.errors import UserError
+
 
 @dataclass(frozen=True)
 class Phase:
@@ -82,14 +84,14 @@ EXAMPLE_SETS = ("train", "rl", "test")  # MLE's examples, RL's prompts, the fina
 # The engine's phases, in order. Their `run` and `load` get the pipeline (`pipeline.Pipeline`): `run.got` holds
 # what the phases before returned, `run.examples` the examples they read.
 PHASES = {p.name: p for p in (
-    # (loading, `tokenizer()` trains again over a tokenizer left half-written)
+    # (loading, `train_tokenizer()` trains again over a tokenizer left half-written)
     Phase("tokenizer", options=("domain", "data", "vocab_size", "model.init_from"), finished="tokenizer",
-          run=lambda run: run.tokenizer(), load=lambda run: run.tokenizer()),
+          run=lambda run: run.train_tokenizer(), load=lambda run: run.train_tokenizer()),
     # MLE starts from the pretrained model, or from a saved adapter on it (`model.init_adapter`), which it reads
     Phase("mle", after=("tokenizer",), options=("model", "mle"), harmless=("mle.save_every",), examples=("train",),
           reads=("model.init_adapter",), finished="mle/model/config.json",
           partial=("mle/checkpoint", "mle/checkpoint.old"), added={"model.init_adapter": ""},
-          run=lambda run: run.mle(run.got["tokenizer"], run.examples.train),
+          run=lambda run: run.train_mle(run.got["tokenizer"], run.examples.train),
           load=lambda run: run.saved_model("mle/model")),
     Phase("eval_mle", after=("mle",), options=("eval_limit", "eval_balanced", "max_new_tokens"), examples=("test",),
           finished="eval_mle.json", partial=("eval_mle.partial.jsonl", "eval_mle.partial.[0-9]*.jsonl"),
@@ -101,8 +103,8 @@ PHASES = {p.name: p for p in (
           examples=("rl",), finished="rl/model/config.json", partial=("rl/checkpoint", "rl/checkpoint.old"),
           extendable=("rl.steps",),
           added={"rl.scale": "group", "rl.advantage": "grpo", "rl.balance_strata": False, "rl.balance_axis": False},
-          run=lambda run: run.rl(run.got["tokenizer"], run.got["mle"], run.domain, run.examples.rl,
-                                 run.examples.curve),
+          run=lambda run: run.train_rl(run.got["tokenizer"], run.got["mle"], run.domain, run.examples.rl,
+                                       run.examples.curve),
           load=lambda run: run.saved_model("rl/model")),
     Phase("eval_rlvr", after=("rl", "eval_mle"), finished="eval_rlvr.json",
           partial=("eval_rlvr.partial.jsonl", "eval_rlvr.partial.[0-9]*.jsonl"),
@@ -113,7 +115,7 @@ PHASES = {p.name: p for p in (
 RUN_FILES = ("config.json", "phases.json", "timings.json", "results.json", "results.md", "results.png")
 
 
-class RunDirError(ValueError):
+class RunDirError(UserError, ValueError):
     """A run directory that cannot be used as asked."""
 
 
@@ -270,7 +272,7 @@ class RunDir:
 
     def record(self, fingerprints: dict[str, dict]) -> None:
         """Every phase's fingerprint, as this run makes (or continues) it."""
-        from .engine.checkpoint import save_json
+        from .engine.atomicwrite import save_json
 
         save_json(self.path, fingerprints)
 

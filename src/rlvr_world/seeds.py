@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import ttest_1samp
 
-from .engine.checkpoint import save_json
+from .engine.atomicwrite import save_json
 from .report import significance_key
 
 

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .config import require, require_choice
+from .optionparsing import require, require_choice
 
 MAX_BODY_BYTES = 4 * 2**20
 MAX_N = 64  # completions per request, all prompts together

@@ -17,6 +17,8 @@ import importlib.util
 import sys
 from typing import NamedTuple
 
+from ..engine.errors import UserError
+
 
 class Entry(NamedTuple):
     domain: str  # the domain class, found in the domain's package
@@ -33,7 +35,7 @@ DOMAINS = {
 }
 
 
-class MissingExtra(ImportError):
+class MissingExtra(UserError, ImportError):
     """A domain's optional Python stack is not installed; the message is one line saying how to install it."""
 
 
@@ -86,7 +88,7 @@ def data_class(name: str) -> type:
     return getattr(package(name), DOMAINS[name].data)
 
 
-def get(name: str):
-    """(domain class, data-options class, tokenizer factory), loading the domain and its dependencies."""
-    domain_cls = getattr(package(name), DOMAINS[name].domain)
-    return domain_cls, data_class(name), domain_cls.make_tokenizer
+def get(name: str) -> type:
+    """The domain class (an `engine.domain.Domain`: its data options, tokenizer and the rest reachable from it),
+    loading the domain and its dependencies."""
+    return getattr(package(name), DOMAINS[name].domain)

@@ -1,4 +1,4 @@
-"""Run directories, checkpoints and metric logs.
+"""Checkpoints, and the checks that stop a diverged training before it saves.
 
 A checkpoint is a Hugging Face directory (`save_pretrained`: weights, config,
 tokenizer) plus `trainer_state.pt` (optimizer state and step: tensors and
@@ -11,24 +11,22 @@ saved (`TrainingDiverged`).
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
 import pickle
 import shutil
-import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from .errors import UserError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be read back."""
 
 
-class TrainingDiverged(ValueError):
+class TrainingDiverged(UserError, ValueError):
     """The loss, the gradients or the weights stopped being finite numbers."""
 
 
@@ -47,21 +45,6 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def save_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (temporary file, flushed, then renamed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as f:
-        f.write(json.dumps(obj, indent=2, default=str) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-
-
-def save_config(run_dir: Path, config: Any) -> None:
-    save_json(run_dir / "config.json", dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config)
 
 
 def recover(path: Path) -> None:
@@ -114,80 +97,3 @@ def load_trainer_state(path: Path) -> dict | None:
     if not isinstance(state, dict) or not isinstance(state.get("step"), int):
         raise CheckpointError(f"{f} holds no training step: delete {path} to redo that phase from its start")
     return state
-
-
-class MetricLog:
-    """Appends one JSON object per step to `metrics.jsonl`; with `tensorboard`, the same numbers as TensorBoard
-    scalars (same keys, x = step) in a `tensorboard/` folder beside it."""
-
-    def __init__(self, path: Path, resume_step: int | None = None, tensorboard: bool = False):
-        """With `resume_step`, rows past that step (from an interrupted run) are dropped, in both logs."""
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if resume_step is not None and path.exists():
-            keep = [r for r in self.rows() if r.get("step", 0) <= resume_step]
-            path.write_text("".join(json.dumps(r) + "\n" for r in keep))
-        self.board = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            purge = resume_step + 1 if resume_step is not None and resume_step >= 0 else None
-            self.board = SummaryWriter(log_dir=str(path.parent / "tensorboard"), purge_step=purge)
-
-    def write(self, row: dict) -> None:
-        row = {"time": round(time.time(), 3), **row}
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-        if self.board is not None:
-            for key, value in row.items():
-                if key not in ("step", "time") and isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self.board.add_scalar(key, value, global_step=row.get("step", 0), walltime=row["time"])
-            self.board.flush()
-
-    def rows(self) -> list[dict]:
-        """The logged rows; a line torn by a crash mid-write is skipped."""
-        if not self.path.exists():
-            return []
-        rows = []
-        for line in self.path.read_text(errors="replace").splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict):
-                rows.append(row)
-        return rows
-
-
-class GracefulStop:
-    """Turns SIGINT/SIGTERM into a flag the training loops check between steps.
-
-    A loop that sees `requested` saves a checkpoint at the step boundary and
-    raises KeyboardInterrupt, so `--resume` continues exactly where it stopped.
-    A second signal stops at once.
-    """
-
-    def __init__(self):
-        self.requested = False
-        self._old: dict = {}
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self):
-        import signal
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
-                self._old[s] = signal.signal(s, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        import signal
-
-        for s, h in self._old.items():
-            signal.signal(s, h)
-        return False

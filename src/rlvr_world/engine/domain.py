@@ -80,12 +80,13 @@ class Domain:
     """Everything the engine, the pipeline and the report ask of a domain, with its defaults.
 
     A domain subclasses this (the language domains through `domains.textdomain.TextDomain`) and overrides what
-    differs; nothing is looked up by name. Required: the class attributes `name`, `rewards` and `metric`, an
-    `eos_id` and a `pad_id` on each instance, and `examples`, `decode`, `score`, `make_tokenizer` and
+    differs; nothing is looked up by name. Required: the class attributes `name`, `data_options`, `rewards` and
+    `metric`, an `eos_id` and a `pad_id` on each instance, and `examples`, `decode`, `score`, `make_tokenizer` and
     `load_tokenizer`.
     """
 
     name: str = ""
+    data_options: type  # the dataclass of its data options (its folder's options.py), which `RunConfig.data` holds
     rewards: dict[str, Reward] = {}  # named rewards the RL stage can choose from
     metric: str = ""  # the reward whose mean is the reported accuracy-like metric
     metric_label: str = ""  # how the results name it

@@ -189,3 +189,30 @@ def decision_summary(examples: Sequence[Example], logps: Sequence[float | None])
         u = mannwhitneyu(strata["unchanged"], strata["changed"]).statistic
         out["auc"] = round(float(u) / (len(strata["unchanged"]) * len(strata["changed"])), 4)
     return out
+
+
+# ---- which examples: fixed random subsets (`--eval-limit`, `eval --limit`, the RL curve's) ----------------------
+
+def subsample_indices(examples, n: int, seed: int) -> list[int]:
+    """Positions of a fixed random subset of n examples, in order (all when n >= len)."""
+    if n >= len(examples):
+        return list(range(len(examples)))
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(len(examples), generator=g)[:n].sort().values.tolist()
+
+
+def balanced_indices(examples, n: int, seed: int) -> list[int]:
+    """Positions of a fixed random subset of about n examples, n / (number of groups) from each group."""
+    by_group: dict[str, list[int]] = {}
+    for i, e in enumerate(examples):
+        by_group.setdefault(e.group, []).append(i)
+    per = n // max(1, len(by_group))
+    out = []
+    for k, (_, idx) in enumerate(sorted(by_group.items())):
+        out += [idx[j] for j in subsample_indices(idx, per, seed + k)]
+    return sorted(out)
+
+
+def subsample(examples, n: int, seed: int):
+    """A fixed random subset of n examples (all when n >= len)."""
+    return [examples[i] for i in subsample_indices(examples, n, seed)]

@@ -6,7 +6,7 @@ step as a function of the step's index that returns the step's metric row;
 process runs the loop and process 0 alone writes the log and the
 checkpoints; a stop signal that reached any process stops all of them at the
 same step, after a checkpoint, so `--resume` continues exactly where it
-stopped (`checkpoint.GracefulStop`).
+stopped (`stopsignal.GracefulStop`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ import torch
 from ..device import MemoryTrimmer
 from ..progress import advance, bar
 from . import distributed as dist
-from .checkpoint import GracefulStop, MetricLog, load_trainer_state, save_model
+from .checkpoint import load_trainer_state, save_model
+from .metriclog import MetricLog
 from .models import has_lora, merged
+from .stopsignal import GracefulStop
 
 
 class TrainingLoop:

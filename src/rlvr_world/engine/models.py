@@ -21,13 +21,14 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
+from .errors import UserError
 from .kernels import accelerate, forget_packed
 from .options import ModelConfig
 
 
 
 
-class ModelError(ValueError):
+class ModelError(UserError, ValueError):
     """A model that cannot be used as asked (missing, or mismatched with its tokenizer)."""
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..config import choices_of, require, require_choice
+from ..optionparsing import choices_of, require, require_choice
 
 
 @dataclass

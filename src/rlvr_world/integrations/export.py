@@ -49,7 +49,7 @@ class ExportConfig:
     data: Any = field(default=None)  # the domain's data options, as `run` takes them (default: the preset's)
 
     def __post_init__(self):
-        from ..config import require
+        from ..optionparsing import require
 
         require(self, "", limit=">= 0")
 

@@ -46,7 +46,7 @@ def text_domain(name: str):
     from .. import domains
     from ..domains.textdomain import TextDomain
 
-    cls = domains.get(name)[0]
+    cls = domains.get(name)
     if not issubclass(cls, TextDomain):
         raise ValueError(f"the {name} domain's prompts are not text (a video world model reads frame codes); "
                          f"export serves the language domains: textgame, web, jsonl")
@@ -77,8 +77,9 @@ def score(domain: str, reward: str, response: str, transition: str) -> tuple[flo
     cls = text_domain(domain)
     if reward not in cls.rewards:
         raise ValueError(f"unknown {domain} reward {reward!r}; known: {', '.join(cls.rewards)}")
+    fn = cls.rewards[reward]  # (a reward of the user's own is imported here)
     try:
         t = cls.transition_type(**json.loads(transition))
     except (TypeError, ValueError) as e:
         raise ValueError(f"not a {domain} transition: {e}") from None
-    return cls.rewards[reward](response if isinstance(response, str) else "", t)
+    return fn(response if isinstance(response, str) else "", t)

@@ -41,7 +41,7 @@ from ...domains.video.layout import VideoTokenizer
 from ...domains.video.options import VideoData
 from ...domains.video.simulate import check_tasks
 from ...engine import models
-from ...engine.checkpoint import save_json
+from ...engine.atomicwrite import save_json
 from ...progress import console
 from ...rundir import run_config_of
 from ...stats import paired_test, round_sig

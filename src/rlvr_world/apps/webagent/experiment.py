@@ -26,7 +26,7 @@ from scipy.stats import binomtest
 
 from ...domains.web.browser import Browser
 from ...domains.web.collect import task_url
-from ...engine.checkpoint import save_json
+from ...engine.atomicwrite import save_json
 from ...progress import advance, bar, console, skip
 from ...stats import paired_test
 from .mpc import as_record, episode_seed, planner, policy_alone, run_with_retry

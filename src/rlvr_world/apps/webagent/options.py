@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ...config import choices_of, require, require_choice
+from ...optionparsing import choices_of, require, require_choice
 
 # MiniWoB++ tasks where the proposal policy sometimes succeeds and sometimes fails within 6 steps
 # (measured: 4 seeded episodes of each of the collector's 44 tasks, docs/webagent.md), so a choice can matter

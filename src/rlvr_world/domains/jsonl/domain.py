@@ -24,6 +24,7 @@ class JsonlDomain(TextDomain):
     """Serialises records into token ids and scores decoded predictions."""
 
     name = "jsonl"
+    data_options = JsonlData
     rewards = RewardTable(REWARDS)
     transition_type = Record  # what a reward scores against (a dataclass of JSON values)
     metric = "exact"

@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...engine.errors import UserError
 from ..jsonlines import read_json_lines
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A records file that is missing or malformed (the message names the file and line)."""
 
 
@@ -269,17 +270,21 @@ def check_user_reward(reward, records: list[Record], n: int = 20) -> None:
 
 
 class RewardTable(dict):
-    """The built-in rewards, and any `module:function` of your own, loaded when first named."""
+    """The built-in rewards, and any `module:function` of your own: such a name is a member as it is, and its module
+    is imported when the reward is first looked up (`table[name]`, `table.get(name)`)."""
 
     def __contains__(self, name) -> bool:
-        if super().__contains__(name):
-            return True
-        if isinstance(name, str) and ":" in name:
-            self[name] = user_reward(name)
-            return True
-        return False
+        return super().__contains__(name) or _is_user_reward(name)
 
     def __missing__(self, name):
-        if name in self:
-            return dict.__getitem__(self, name)
-        raise KeyError(name)
+        if not _is_user_reward(name):
+            raise KeyError(name)
+        self[name] = reward = user_reward(name)
+        return reward
+
+    def get(self, name, default=None):
+        return self[name] if name in self else default
+
+
+def _is_user_reward(name) -> bool:
+    return isinstance(name, str) and ":" in name

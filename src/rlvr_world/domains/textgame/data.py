@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...engine.errors import UserError
 from ..jsonlines import read_json_lines
 
 DATA_DIR = Path(__file__).parent / "data"
 SPLITS = {"train": DATA_DIR / "train.jsonl.gz", "test": DATA_DIR / "test.jsonl.gz"}
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A data file that is missing or cannot be read."""
 
 

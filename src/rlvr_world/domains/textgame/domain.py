@@ -16,6 +16,7 @@ class TextGameDomain(TextDomain):
     """Serialises transitions into token ids and scores decoded responses."""
 
     name = "textgame"
+    data_options = TextGameData
     rewards = reward.REWARDS
     transition_type = Transition  # what a reward scores against (a dataclass of JSON values)
     metric = "binary"  # exact-state accuracy, the benchmark's metric

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...config import require
+from ...optionparsing import require
 
 # the names `--rl.reward` takes (the domain's `rewards`, listed here for `--help`, which loads no domain)
 REWARDS = ("binary", "task_specific")

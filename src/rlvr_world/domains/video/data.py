@@ -28,13 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...engine.errors import UserError
 from .options import VideoData
 
 DATA = Path(__file__).parent / "data"
 BRIDGE_XYZ_SCALE = 0.03  # metres of end-effector motion that map to action 1.0
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A video dataset that is missing or cannot be read."""
 
 

@@ -72,6 +72,7 @@ class VideoDomain(Domain):
     """Frames and actions in, frame codes out, scored on the decoded frames."""
 
     name = "video"
+    data_options = VideoData
     metric = "mae_ssim"
     metric_label = "reward -(MAE + 1 - SSIM)"
     metric_scale = 1.0  # evaluation means as they are (PSNR in dB, MSE on the [0, 1] scale)

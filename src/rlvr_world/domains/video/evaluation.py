@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ...engine import distributed as dist
-from ...engine.checkpoint import save_json
+from ...engine.atomicwrite import save_json
 from ...engine.evaluate import part_means
 from ...stats import paired_test, round_sig
 from .data import bridge, rt1_frames

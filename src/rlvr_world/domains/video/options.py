@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ...config import require
+from ...optionparsing import require
 
 # the names `--rl.reward` takes (the domain's `rewards`, listed here for `--help`, which loads no domain)
 REWARDS = ("mae_ssim", "mae_lpips")

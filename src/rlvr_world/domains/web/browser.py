@@ -27,6 +27,8 @@ import shutil
 import time
 from dataclasses import dataclass
 
+from ...engine.errors import UserError
+
 UNNAMED_LAYOUT = {"generic", "none", "LabelText", "paragraph", "Section", "group", "list", "listitem", "div",
                   "strong", "emphasis", "Canvas", "presentation", "Legend", "time", "mark", "Abbr"}
 ALWAYS_DROPPED = {"InlineTextBox", "LineBreak", "ListMarker"}
@@ -39,7 +41,7 @@ KEYS = {"Enter": ("Enter", 13, "\r"), "Tab": ("Tab", 9, ""), "Escape": ("Escape"
 ACTION_RE = re.compile(r"^\s*(click|hover|type|press|scroll)\s*((?:\[[^\]]*\]\s*)*)$", re.S)
 
 
-class BrowserError(RuntimeError):
+class BrowserError(UserError, RuntimeError):
     """The browser could not be started, or a page crashed or hung."""
 
 

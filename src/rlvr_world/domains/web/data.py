@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from ...engine.errors import UserError
 from .acctree import Diff, diff, renumber
 
 
@@ -27,7 +28,7 @@ def check_ids(ids: str) -> None:
         raise ValueError(f"unknown ids {ids!r}; known: {', '.join(IDS)}")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A web dataset that is missing or cannot be read."""
 
 

@@ -46,6 +46,7 @@ class WebDomain(TextDomain):
     """Serialises page transitions into token ids and scores decoded differences."""
 
     name = "web"
+    data_options = WebData
     rewards = {"f1": lambda text, t: f1_reward(text, t.diff)}
     transition_type = Transition  # what a reward scores against (a dataclass of JSON values)
     metric = "f1"

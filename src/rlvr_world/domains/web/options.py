@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ...config import choices_of, require, require_choice
+from ...optionparsing import choices_of, require, require_choice
 
 # the names `--rl.reward` takes (the domain's `rewards`, listed here for `--help`, which loads no domain)
 REWARDS = ("f1",)
