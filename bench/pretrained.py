@@ -1,7 +1,7 @@
 """Speed of the pretrained path, SmolLM2-135M with LoRA as `--preset textgame-pretrained` runs it, side by side.
 
     pip install -e ".[bench]"             # TRL, and llama-cpp-python, which compiles llama.cpp (minutes)
-    python bench/pretrained.py            # ~75 min on 2 idle CPU cores -> results/bench-pretrained.json, .md
+    python bench/pretrained.py            # ~75 min (estimated) on 2 idle CPU cores -> results/bench-pretrained.json
     python bench/pretrained.py --quick    # a smoke test: 2 prompts x 2 samples, 8 new tokens, one repeat
 
 Everything runs in one process on what the preset (`--preset`) names, read from it, not restated here: its model
