@@ -65,11 +65,10 @@ from rlvr_world import domains, report
 from rlvr_world.engine import models, pretrained
 from rlvr_world.engine.decoders import make_decoder
 from rlvr_world.engine.domain import Domain, Example
-from rlvr_world.engine.evaluate import length_batches
+from rlvr_world.engine.evaluate import balanced_indices, length_batches, subsample_indices
 from rlvr_world.engine.mle import mle_loss, plan_batches
 from rlvr_world.engine.rl import collect, prompt_batches, update
 from rlvr_world.engine.sampler import left_pad, sample
-from rlvr_world.engine.evaluate import balanced_indices, subsample_indices
 from rlvr_world.runconfig import RunConfig, preset
 
 from decode_bound import read_bandwidth
