@@ -30,7 +30,6 @@ parses options.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -58,11 +57,9 @@ def is_adapter(path: str | os.PathLike) -> bool:
 
 
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
+    from .engine.pretrained import files_sha256
+
+    return files_sha256([path])
 
 
 # ----------------------------------------------------------------------------------------------- reading
@@ -150,11 +147,12 @@ def check_start(folder: str, init_from: str) -> dict:
     return links[0][1]
 
 
-def starts_folded(model, folder: str | os.PathLike):
-    """`model` (the adapter's base) with the adapters `folder` starts from folded in, oldest first (not its own)."""
+def starts_folded(model, folder: str | os.PathLike, links: list[tuple[Path, dict]] | None = None):
+    """`model` (the adapter's base) with the adapters `folder` starts from folded in, oldest first (not its own);
+    `links`: its `chain`, where the caller has already checked it."""
     from .engine import models
 
-    for where, _ in reversed(chain(folder)[1:]):
+    for where, _ in reversed((links or chain(folder))[1:]):
         model = models.merged(models.load_adapter(model, where, trainable=False))
     return model
 
@@ -168,8 +166,9 @@ def load_model(spec: str):
     if not is_adapter(spec):
         path = pretrained.resolve(spec)
         return models.load(path), path
-    path = base_dir(spec, check(spec))
-    model = starts_folded(models.load(path), spec)
+    links = chain(spec)
+    path = base_dir(spec, links[0][1])
+    model = starts_folded(models.load(path), spec, links)
     return models.merged(models.load_adapter(model, spec, trainable=False)), path
 
 

@@ -133,9 +133,14 @@ def weights_sha256(spec: str) -> tuple[str, str]:
         if not files:
             raise ModelError(f"{spec} holds no weight files (*.safetensors, *.bin)")
         what = ", ".join(f.name for f in files)
+    return files_sha256(files), what
+
+
+def files_sha256(files: list[Path]) -> str:
+    """The sha256 of these files' bytes, one after another, read in 4 MB chunks."""
     h = hashlib.sha256()
     for f in files:
         with f.open("rb") as stream:
             while chunk := stream.read(1 << 22):
                 h.update(chunk)
-    return h.hexdigest(), what
+    return h.hexdigest()
