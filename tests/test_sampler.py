@@ -218,3 +218,17 @@ def test_a_rows_draws_do_not_depend_on_its_batch(tiny_lm):
     second = sample(tiny_lm, prompts[2:], draws=table[6:], **kw)
     assert first.responses() + second.responses() == whole.responses()
     assert len({tuple(r) for r in whole.responses()}) > 6  # the draws are random, not one repeated answer
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_the_fast_decoder_packs_its_weights_exactly_when_it_runs_fp32(dtype, monkeypatch):
+    from rlvr_world import device as dev
+    from rlvr_world.engine.decoders import LlamaDecoder
+
+    monkeypatch.setenv("RLVR_WORLD_KERNELS", "onednn")  # whatever this machine measured
+    model = _model("llama-gqa")
+    ids, mask = torch.tensor([[5, 6, 7]]), torch.ones(1, 3, dtype=torch.long)
+    amp = dev.amp(torch.device("cpu"), dtype)  # what the pipeline passes: a context factory, never None
+    decoder = LlamaDecoder(model, ids, mask, group_size=2, max_new_tokens=4, autocast=amp)
+    packed = [layer.packed is not None for layer in (*decoder.qkv, *decoder.down, decoder.head)]
+    assert all(packed) if dtype == "fp32" else not any(packed)

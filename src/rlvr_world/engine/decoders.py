@@ -134,8 +134,10 @@ class LlamaDecoder:
         self.scale = m.layers[0].self_attn.scaling
         B, P = ids.shape
         N = B * group_size
-        # every linear map of the model, the ones sharing an input fused, packed for N rows (a copy, for this call)
-        pack = autocast is None
+        # every linear map of the model, the ones sharing an input fused, packed for N rows (a copy, for this call);
+        # packed only when the context runs fp32 (a factory for fp32 is a no-op context, not None)
+        with self.ctx():
+            pack = not torch.is_autocast_enabled(ids.device.type)
         self.qkv = [PackedLinear.of(l.self_attn.q_proj, l.self_attn.k_proj, l.self_attn.v_proj, rows=N,
                                     pack_weight=pack) for l in m.layers]
         self.out = [PackedLinear.of(l.self_attn.o_proj, rows=N, pack_weight=pack) for l in m.layers]
