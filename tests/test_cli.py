@@ -47,9 +47,17 @@ def tiny_run(tmp_path_factory):
 
 def test_tiny_run_trains_and_reports(tiny_run):
     res = json.loads((tiny_run / "results.json").read_text())
-    for key in ("mle", "rlvr"):
-        assert set(res[key]) == {"unchanged", "changed", "overall"}
+    split = res["split_groups"]  # the whole test split's mix; the 4 evaluated transitions have their own
+    shares = {g: n / sum(split.values()) for g, n in split.items()}
+    assert res["columns"] == ["unchanged", "changed", "overall", "split_mix"]
+    for key in ("mle", "rlvr", "trivial"):
+        assert set(res[key]) == {"unchanged", "changed", "overall", "split_mix"}
         assert all(0 <= v <= 100 for v in res[key].values())
+        assert res[key]["split_mix"] == pytest.approx(sum(shares[g] * res[key][g] for g in split), abs=1e-3)
+        # one game: the mean over games is the examples' own mean
+        assert res["per_game"][key]["n_games"] == 1
+        assert res["per_game"][key]["mean_over_games"] == pytest.approx(res[key]["overall"], abs=1e-3)
+    assert res["significance"]["split_mix"]["test"] == "sign-flip"
     assert res["n_test"] == 4 and res["reward"] == "task_specific" and res["params"] > 0
     assert res["command"].startswith("rlvr-world run --preset tiny")
     assert set(res["phase_s"]) == {"tokenizer", "mle", "eval_mle", "rl", "eval_rlvr", "finish"}
@@ -59,6 +67,8 @@ def test_tiny_run_trains_and_reports(tiny_run):
     for answers in res["answers"].values():  # what the greedy answers were: every test answer counted once
         assert sum(a["attempted"] + a["no_change"] + a["invalid"] for a in answers.values()) == 4
     assert "answers (greedy)" in (tiny_run / "results.md").read_text()
+    assert "| model | unchanged | changed | overall | split_mix |" in (tiny_run / "results.md").read_text()
+    assert "Mean over the games" in (tiny_run / "results.md").read_text()
     for phase in ("mle", "rl"):  # each model carries its card: the prompt format on a real test example
         card = (tiny_run / phase / "model" / "README.md").read_text()
         assert card.startswith("# textgame world model") and "`rlvr-world run --preset tiny" in card
@@ -255,7 +265,7 @@ def test_torchrun_two_processes_run_the_tiny_preset_and_report_once(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     assert p.stdout.count("exact-state accuracy (%) on 4") == 1 and p.stderr.count("RLVR: ") == 1  # process 0 speaks
     res = json.loads((out / "results.json").read_text())
-    assert res["n_test"] == 4 and set(res["mle"]) == {"unchanged", "changed", "overall"}
+    assert res["n_test"] == 4 and set(res["mle"]) == {"unchanged", "changed", "overall", "split_mix"}
     for name in ("mle", "rlvr"):
         records = json.loads((out / f"eval_{name}.json").read_text())["records"]
         assert sorted(r["index"] for r in records) == [0, 1, 2, 3]  # both processes' answers gathered

@@ -127,7 +127,7 @@ def test_run_on_your_own_jsonl_file(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
     assert res["domain"] == "jsonl" and res["n_test"] == 40 and res["reward"] == "myreward:lamp"
-    assert set(res["mle"]) == {"unchanged", "changed", "overall"}
+    assert set(res["mle"]) == {"unchanged", "changed", "overall", "split_mix"}
     assert res["mle"]["overall"] > 50  # a world this small is learned in a few epochs
     rows = [json.loads(l) for l in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
     assert len([r for r in rows if "reward/mean" in r]) == 2

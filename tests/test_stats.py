@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rlvr_world.stats import paired_test, round_sig
+from rlvr_world.stats import paired_test, round_sig, weighted_paired_test
 
 
 def records(values):
@@ -27,3 +27,37 @@ def test_graded_delta_of_a_tiny_metric_is_not_rounded_away():
     # the same fall, for a metric where lower is better, is a gain on every example; delta keeps its sign
     lower = paired_test(records(mle), records(rlvr), "g", binary=False, scale=1.0, lower_is_better=True)
     assert (lower["gained"], lower["lost"]) == (200, 0) and lower["delta"] == out["delta"]
+
+
+def two_groups(unchanged, changed):
+    rows = [("unchanged", v) for v in unchanged] + [("changed", v) for v in changed]
+    return {"records": [{"index": i, "group": g, "value": float(v)} for i, (g, v) in enumerate(rows)]}
+
+
+def test_a_balanced_subset_is_tested_at_the_split_mix():
+    # 100 unchanged transitions both models get right, 100 changed: RLVR gets 20 more right (none fewer)
+    mle = two_groups([1] * 100, [0] * 100)
+    rlvr = two_groups([1] * 100, [1] * 20 + [0] * 80)
+    at_split = weighted_paired_test(mle, rlvr, {"unchanged": 0.75, "changed": 0.25})
+    assert at_split["delta"] == pytest.approx(0.25 * 20) and (at_split["gained"], at_split["lost"]) == (20, 0)
+    assert at_split["p"] < 1e-3 and at_split["ci95"][0] <= at_split["delta"] <= at_split["ci95"][1]
+    # weighted as the examples are, it is the plain paired test's difference, with a p-value of McNemar's size
+    own = weighted_paired_test(mle, rlvr, {"unchanged": 0.5, "changed": 0.5})
+    plain = paired_test(mle, rlvr)
+    assert own["delta"] == pytest.approx(plain["delta"]) and own["p"] == pytest.approx(plain["p"], abs=5e-4)
+    # as many lost as gained: no evidence either way; nothing moved: p = 1
+    mixed = two_groups([1] * 100, [1] * 10 + [0] * 90)
+    swapped = two_groups([1] * 100, [0] * 10 + [1] * 10 + [0] * 80)
+    assert weighted_paired_test(mixed, swapped, {"unchanged": 0.6, "changed": 0.4})["p"] > 0.5
+    assert weighted_paired_test(mle, mle, {"unchanged": 0.6, "changed": 0.4}) == {
+        "delta": 0.0, "gained": 0, "lost": 0, "test": "sign-flip", "p": 1.0, "ci95": [0.0, 0.0]}
+
+
+def test_the_weights_decide_which_stratum_counts():
+    # RLVR loses 10 unchanged and gains 10 changed: at a mix of mostly unchanged transitions that is a loss
+    mle = two_groups([1] * 50, [0] * 50)
+    rlvr = two_groups([1] * 40 + [0] * 10, [1] * 10 + [0] * 40)
+    mostly_unchanged = weighted_paired_test(mle, rlvr, {"unchanged": 0.9, "changed": 0.1})
+    mostly_changed = weighted_paired_test(mle, rlvr, {"unchanged": 0.1, "changed": 0.9})
+    assert mostly_unchanged["delta"] == pytest.approx(-16.0) and mostly_changed["delta"] == pytest.approx(16.0)
+    assert mostly_unchanged["p"] < 0.01 and mostly_changed["p"] < 0.01

@@ -20,6 +20,7 @@ import shlex
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ class Examples:
     curve: list  # the evaluations during RL (a fixed subset of `test`)
     n_test_split: int  # examples in the test split
     test_indices: list[int]  # `test`'s positions in it
+    split_groups: dict[str, int]  # examples per group in the whole test split
 
     def hashes(self) -> dict[str, str]:
         return {name: rundir.examples_hash(getattr(self, name)) for name in rundir.EXAMPLE_SETS}
@@ -376,13 +378,13 @@ class Pipeline:
         rl_train = domain.examples("train", stage="rl", seed=cfg.rl.seed)
         test = domain.examples("test")
         check_context(self.context_size(), cfg, train, rl_train, test, pretrained=bool(self.init_dir), taken=taken)
-        n_test_split = len(test)
+        n_test_split, split_groups = len(test), dict(Counter(e.group for e in test))
         test_indices = list(range(n_test_split))
         if cfg.eval_limit:
             test_indices = (balanced_indices if cfg.eval_balanced else subsample_indices)(test, cfg.eval_limit, seed=1)
             test = [test[i] for i in test_indices]
         curve = subsample(test, cfg.curve_limit, seed=2) if cfg.curve_limit else []
-        return Examples(train, rl_train, test, curve, n_test_split, test_indices)
+        return Examples(train, rl_train, test, curve, n_test_split, test_indices, split_groups)
 
     def results(self, command: str) -> dict:
         """Both final evaluations side by side, with what the domain's stages returned; written beside `cfg.results`."""
@@ -390,7 +392,7 @@ class Pipeline:
         results = report.build(cfg, command=command, timings=self.timings(), params=models.num_params(got["rl"]),
                                mle=got["eval_mle"], rlvr=got["eval_rlvr"], out=self.out, n_train=len(e.train),
                                n_rl=len(e.rl), n_test_split=e.n_test_split, test_indices=e.test_indices,
-                               trivial=trivial_eval(self.domain, e.test))
+                               trivial=trivial_eval(self.domain, e.test), split_groups=e.split_groups)
         for stage in self.domain_cls.stages:
             results.update(got[stage.name] or {})
         report.write(Path(cfg.results), results, self.out)

@@ -3,7 +3,9 @@
 Significance (`stats.paired_test`): MLE and RLVR are scored on the same test examples, so their
 difference is tested per example: McNemar's exact test for a 0/1 metric
 (exact-state accuracy), the Wilcoxon signed-rank test for a graded one (F1),
-and a paired bootstrap 95% interval of the difference in points. What a
+and a paired bootstrap 95% interval of the difference in points; the column
+`split_mix` (the groups at the whole test split's mix) gets a sign-flip test
+(`stats.weighted_paired_test`). What a
 domain reports (its metric's name, table columns, extra parts, the paper's
 numbers) comes from the domain class.
 """
@@ -21,7 +23,7 @@ from . import domains
 from .engine.atomicwrite import save_json
 from .engine.metriclog import MetricLog
 from .engine.evaluate import result_of
-from .stats import paired_test
+from .stats import paired_test, weighted_paired_test
 
 
 def groups(domain_cls) -> tuple[str, ...]:
@@ -29,9 +31,32 @@ def groups(domain_cls) -> tuple[str, ...]:
     return (*domain_cls.groups, "overall")
 
 
-def scores(summary: dict, domain_cls) -> dict:
-    """The metric per group and overall, plus the parts the domain reports (in percent unless the domain says)."""
-    return {k: summary[k] for k in (*groups(domain_cls), *domain_cls.reported_parts) if k in summary}
+def scores(summary: dict, domain_cls, shares: dict[str, float] | None = None) -> dict:
+    """The metric per group and overall, plus the parts the domain reports (in percent unless the domain says);
+    with `shares` (`split_shares`) also `split_mix`, the groups' mean weighted by them."""
+    out = {k: summary[k] for k in (*groups(domain_cls), *domain_cls.reported_parts) if k in summary}
+    if shares and all(g in out for g in shares):
+        out["split_mix"] = round(sum(share * out[g] for g, share in shares.items()), 4)
+    return out
+
+
+def split_shares(split_groups: dict[str, int] | None, domain_cls) -> dict[str, float] | None:
+    """Each group's share of the whole test split (`split_groups`: examples per group), for the column `split_mix`:
+    what the split's overall is when a subset of another mix (e.g. balanced) was evaluated, and how a paper that
+    reports the whole split's mean compares. None for a domain of one group."""
+    total = sum((split_groups or {}).get(g, 0) for g in domain_cls.groups)
+    if len(domain_cls.groups) < 2 or not total:
+        return None
+    return {g: split_groups.get(g, 0) / total for g in domain_cls.groups}
+
+
+def tests_by_column(a: dict, b: dict, domain_cls, shares: dict[str, float] | None) -> dict:
+    """b - a per group and overall (`stats.paired_test`), and in the split's mix (`stats.weighted_paired_test`)."""
+    out = {g: paired_test(a, b, None if g == "overall" else g, binary=domain_cls.binary_metric,
+                          scale=domain_cls.metric_scale) for g in groups(domain_cls)}
+    if shares:
+        out["split_mix"] = weighted_paired_test(a, b, shares, scale=domain_cls.metric_scale)
+    return out
 
 
 def model_label(cfg) -> str:
@@ -66,9 +91,13 @@ def machine(cfg) -> dict:
 
 
 def build(cfg, *, command: str, timings: dict[str, float], params: int, mle: dict, rlvr: dict, out: Path,
-          n_train: int, n_rl: int, n_test_split: int, test_indices: list[int], trivial: dict | None = None) -> dict:
+          n_train: int, n_rl: int, n_test_split: int, test_indices: list[int], trivial: dict | None = None,
+          split_groups: dict[str, int] | None = None) -> dict:
     curve = [r for r in MetricLog(out / "rl" / "metrics.jsonl").rows()]
     domain_cls = domains.get(cfg.domain)
+    shares = split_shares(split_groups, domain_cls)
+    if shares and any(g not in mle for g in shares):  # a group the evaluated examples lack cannot be weighted
+        shares = None
     res = {
         "command": command,
         "wall_s": round(sum(timings.values()), 1),  # all phases, summed over resumed invocations
@@ -76,12 +105,13 @@ def build(cfg, *, command: str, timings: dict[str, float], params: int, mle: dic
         "machine": machine(cfg),
         "domain": cfg.domain,
         "metric": domain_cls.metric_label,
-        "columns": list(domain_cls.columns),
+        "columns": [*domain_cls.columns, *(["split_mix"] if shares else [])],
         "metric_column": "overall" if "overall" in domain_cls.columns else domain_cls.metric,
         **domain_cls.describe(cfg.data),
         "n_test": mle["n"],
         "n_test_split": n_test_split,  # transitions in the whole test split (n_test is a subset when smaller)
         "n_test_groups": mle["counts"],
+        **({"split_groups": {g: split_groups[g] for g in shares}} if shares else {}),
         "test_indices": test_indices,  # the evaluated examples' positions in the test split
         "model": model_label(cfg),
         "n_train_mle": n_train,
@@ -89,21 +119,17 @@ def build(cfg, *, command: str, timings: dict[str, float], params: int, mle: dic
         "eval_balanced": cfg.eval_balanced,
         "reward": cfg.rl.reward,
         "params": params,
-        "mle": scores(mle, domain_cls),
-        "rlvr": scores(rlvr, domain_cls),
-        "significance": {g: paired_test(mle, rlvr, None if g == "overall" else g, binary=domain_cls.binary_metric,
-                                        scale=domain_cls.metric_scale)
-                         for g in groups(domain_cls)},
+        "mle": scores(mle, domain_cls, shares),
+        "rlvr": scores(rlvr, domain_cls, shares),
+        "significance": tests_by_column(mle, rlvr, domain_cls, shares),
         "reference": domain_cls.reference,
         "rl_curve": [{k: v for k, v in r.items() if k == "step" or k.startswith(("test/", "reward/mean", "decision/"))}
                      for r in curve],
         "config": dataclasses.asdict(cfg),
     }
     if trivial is not None:  # "nothing changes" on the same examples, and each model's leaning toward it
-        res["trivial"] = scores(trivial, domain_cls)
-        res["rlvr_vs_trivial"] = {g: paired_test(trivial, rlvr, None if g == "overall" else g,
-                                                 binary=domain_cls.binary_metric, scale=domain_cls.metric_scale)
-                                  for g in groups(domain_cls)}
+        res["trivial"] = scores(trivial, domain_cls, shares)
+        res["rlvr_vs_trivial"] = tests_by_column(trivial, rlvr, domain_cls, shares)
         res["decision"] = {k: ev["decision"] for k, ev in (("mle", mle), ("rlvr", rlvr)) if ev.get("decision")}
     if cfg.compare:
         res["compared"] = compared(cfg.compare, {**res, "evals": {"mle": mle, "rlvr": rlvr}})
@@ -141,17 +167,16 @@ def compared(run: str, res: dict) -> dict:
         return {**result_of(kept, domain_cls.reported_parts, domain_cls.metric_scale).summary(), "records": kept}
 
     evals = {k: on_ours(v) for k, v in evals.items()}
-    test = lambda a, b, g: paired_test(a, b, None if g == "overall" else g, binary=domain_cls.binary_metric,  # noqa: E731
-                                       scale=domain_cls.metric_scale)
+    shares = split_shares(res.get("split_groups"), domain_cls)
     per_metric = {f"{k}_vs_{k}": domain_cls.compare_models(evals[k], res["evals"][k]) for k in ("mle", "rlvr")}
     return {
         "run": run, "command": theirs.get("command"), "model": theirs.get("model", "trained from scratch"),
         "reward": theirs.get("reward"),
         "params": theirs.get("params"), "n_evaluated_there": len(positions),
-        "mle": scores(evals["mle"], domain_cls), "rlvr": scores(evals["rlvr"], domain_cls),
+        "mle": scores(evals["mle"], domain_cls, shares), "rlvr": scores(evals["rlvr"], domain_cls, shares),
         # this run's model minus that run's, per example: MLE against MLE, RLVR against RLVR
-        "mle_vs_mle": {g: test(evals["mle"], res["evals"]["mle"], g) for g in groups(domain_cls)},
-        "rlvr_vs_rlvr": {g: test(evals["rlvr"], res["evals"]["rlvr"], g) for g in groups(domain_cls)},
+        "mle_vs_mle": tests_by_column(evals["mle"], res["evals"]["mle"], domain_cls, shares),
+        "rlvr_vs_rlvr": tests_by_column(evals["rlvr"], res["evals"]["rlvr"], domain_cls, shares),
         # a domain with several metrics: each tested (this run's model minus that run's), per group
         **({"per_metric": per_metric} if per_metric["mle_vs_mle"] is not None else {}),
     }
@@ -197,7 +222,10 @@ def markdown(res: dict) -> str:
     head = (f"{res['metric']} (%) on {res['n_test']} test transitions ({subset}; {res['n_test_groups']}); "
             f"{info}; {res['params'] / 1e6:.2f}M-parameter model {res.get('model', 'trained from scratch')}; "
             f"wall time {res['wall_s'] / 60:.1f} min.\n\n"
-            f"Written by `{res['command']}`. p: paired {' / '.join(tests)} test on the same test transitions.\n\n")
+            f"Written by `{res['command']}`. p: paired {' / '.join(tests)} test on the same test transitions.\n\n"
+            + (f"split_mix: the groups weighted as the whole test split mixes them "
+               f"({', '.join(f'{n} {g}' for g, n in res['split_groups'].items())}), the split's overall.\n\n"
+               if "split_mix" in cols else ""))
     notes = "\n\n".join(n for n in (decision_markdown(res), domain_cls.notes_markdown(res)) if n)
     return head + "\n".join(rows) + "\n" + (f"\n{notes}" if notes else "")
 

@@ -3,7 +3,9 @@
 A 0/1 metric (exact-state accuracy) gets McNemar's exact test, a graded one
 (F1, MAE, PSNR, SSIM) the Wilcoxon signed-rank test on the per-example
 differences; both come with a paired bootstrap 95% interval of the mean
-difference.
+difference. A mean that weights the groups otherwise than the examples do
+(the test split's mix, measured on a balanced subset) gets a sign-flip
+randomisation test (`weighted_paired_test`).
 """
 
 from __future__ import annotations
@@ -52,3 +54,47 @@ def paired_test(mle: dict, rlvr: dict, group: str | None = None, seed: int = 0, 
     return {"delta": round_sig(scale * float((y - x).mean())), "gained": gained, "lost": lost,
             "test": "mcnemar" if binary else "wilcoxon", "p": float(p), **({"mcnemar_p": float(p)} if binary else {}),
             "ci95": [round_sig(float(np.percentile(diffs, 2.5))), round_sig(float(np.percentile(diffs, 97.5)))]}
+
+
+def weighted_paired_test(mle: dict, rlvr: dict, weights: dict[str, float], seed: int = 0, scale: float = 100.0,
+                         draws: int = 20000) -> dict:
+    """Paired test of rlvr - mle in a mean that gives each group the weight `weights` says (shares summing to 1)
+    instead of its share of the examples: e.g. a balanced subset's accuracy at the whole test split's mix.
+
+    Each example's difference counts with its group's weight over its group's size. Under the null hypothesis
+    (the two models exchangeable on every example) each difference is as likely negated, so the p-value is the
+    share of `draws` random sign flips whose weighted mean is at least as far from 0 as the observed one (a
+    randomisation test; McNemar's when there is one group). The 95% interval is a bootstrap within each group.
+    """
+    a = {r["index"]: (r["group"], r["value"]) for r in mle["records"] if r["group"] in weights}
+    b = {r["index"]: r["value"] for r in rlvr["records"]}
+    keys = sorted(k for k in a if k in b)
+    if not keys:
+        return {}
+    group = np.array([a[k][0] for k in keys])
+    d = np.array([b[k] - a[k][1] for k in keys], dtype=float)
+    w = np.zeros(len(keys))
+    for g, share in weights.items():
+        n = int((group == g).sum())
+        if n:
+            w[group == g] = share / n
+    w /= w.sum()
+    observed = float((w * d).sum())
+    rng = np.random.default_rng(seed)
+    moved = d != 0
+    wd = (w * d)[moved]
+    if wd.size:
+        flips = np.concatenate([((rng.integers(0, 2, size=(min(2000, draws - i), wd.size)) * 2 - 1) @ wd)
+                                for i in range(0, draws, 2000)])
+        p = float((1 + (np.abs(flips) >= abs(observed) - 1e-12).sum()) / (draws + 1))
+    else:
+        p = 1.0
+    boot = np.zeros(2000)
+    for g in weights:
+        rows = np.flatnonzero(group == g)
+        if rows.size:
+            boot += (w[rows] * d[rows][rng.integers(0, rows.size, size=(2000, rows.size))]).sum(1)
+    return {"delta": round_sig(scale * observed), "gained": int((d > 0).sum()), "lost": int((d < 0).sum()),
+            "test": "sign-flip", "p": p,
+            "ci95": [round_sig(scale * float(np.percentile(boot, 2.5))),
+                     round_sig(scale * float(np.percentile(boot, 97.5)))]}
