@@ -182,3 +182,14 @@ def test_batch_or_no_reward_scaling_moves_the_reward(tmp_path, scale):
     # the setting reached the advantages: unscaled ones are the raw deviations of rewards in [0, 1]
     pushes = sum(r["adv/abs_mean"] for r in log) / len(log)
     assert (pushes < 0.3) if scale == "none" else (pushes > 0.3), (scale, pushes)
+
+
+def test_rl_leaves_out_prompts_whose_answer_cannot_fit_the_budget():
+    from rlvr_world.pipeline import fitting
+
+    short, long = Example([5, 6], [7, 7, 2]), Example([5, 6], [7] * 9 + [2])
+    kept, cut = fitting([short, long, short], max_new_tokens=5)  # every sample of `long` would be cut off
+    assert kept == [short, short] and cut == 1
+    assert fitting([short, long], max_new_tokens=10) == ([short, long], 0)
+    with pytest.raises(ValueError, match="no RL prompt's answer fits --rl.max-new-tokens 2 .*3 tokens"):
+        fitting([short, long], max_new_tokens=2)

@@ -184,7 +184,9 @@ class Pipeline:
                     **{f"test/p_trivial/{k}": v for k, v in d.get("p_trivial", {}).items()},
                     **({"test/decision_auc": d["auc"]} if "auc" in d else {})}
 
-        console.print(f"[bold]RLVR[/]: {len(train)} prompts, reward {self.cfg.rl.reward}")
+        train, cut = fitting(train, self.cfg.rl.max_new_tokens)
+        console.print(f"[bold]RLVR[/]: {len(train)} prompts, reward {self.cfg.rl.reward}" + (
+            f" ({cut} left out: their answers are longer than --rl.max-new-tokens)" if cut else ""))
         return rl.train_rl(policy, tok, domain, train, self.cfg.rl, d, autocast=self.amp, resume=resume,
                            evaluate_fn=curve_eval if curve else None, tensorboard=self.cfg.log == "tensorboard")
 
@@ -397,6 +399,16 @@ class Pipeline:
             results.update(got[stage.name] or {})
         report.write(Path(cfg.results), results, self.out)
         return results
+
+
+def fitting(examples: list, max_new_tokens: int) -> tuple[list, int]:
+    """The RL prompts whose true answer fits the sampling budget, and how many were left out: every sample of one
+    that does not is cut off and scores as no answer at all, so its groups could only teach the trivial one."""
+    kept = [e for e in examples if len(e.target_ids) <= max_new_tokens]
+    if examples and not kept:
+        raise ValueError(f"no RL prompt's answer fits --rl.max-new-tokens {max_new_tokens} (the shortest has "
+                         f"{min(len(e.target_ids) for e in examples)} tokens): give a larger budget")
+    return kept, len(examples) - len(kept)
 
 
 def trivial_eval(domain, examples) -> dict | None:
