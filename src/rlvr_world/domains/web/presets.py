@@ -12,6 +12,9 @@ def web() -> RunConfig:
     return RunConfig(
         domain="web", out="runs/web", results="results/web-default.json",
         data=WebData(mle_unchanged_ratio=0.25, rl_unchanged_ratio=1.0),  # RL on both strata (the decision split)
+        # test prompts are never cut, and a test page's answer must fit too: the longest test example of this
+        # collection needs ~5,650 positions (rotary positions: the limit costs nothing where it is not used)
+        model=ModelConfig(max_positions=8192),
         mle=MLEConfig(epochs=12.0, lr=3e-3),
         rl=RLConfig(reward="f1", steps=30, prompts_per_step=8, group_size=8, micro_batch_size=32,
                     max_new_tokens=256, eval_every=10),
