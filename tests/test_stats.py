@@ -44,7 +44,7 @@ def test_a_balanced_subset_is_tested_at_the_split_mix():
     # weighted as the examples are, it is the plain paired test's difference, with a p-value of McNemar's size
     own = weighted_paired_test(mle, rlvr, {"unchanged": 0.5, "changed": 0.5})
     plain = paired_test(mle, rlvr)
-    assert own["delta"] == pytest.approx(plain["delta"]) and own["p"] == pytest.approx(plain["p"], abs=5e-4)
+    assert own["delta"] == pytest.approx(plain["delta"]) and own["p"] == pytest.approx(plain["p"], rel=1e-9)
     # as many lost as gained: no evidence either way; nothing moved: p = 1
     mixed = two_groups([1] * 100, [1] * 10 + [0] * 90)
     swapped = two_groups([1] * 100, [0] * 10 + [1] * 10 + [0] * 80)
@@ -61,3 +61,13 @@ def test_the_weights_decide_which_stratum_counts():
     mostly_changed = weighted_paired_test(mle, rlvr, {"unchanged": 0.1, "changed": 0.9})
     assert mostly_unchanged["delta"] == pytest.approx(-16.0) and mostly_changed["delta"] == pytest.approx(16.0)
     assert mostly_unchanged["p"] < 0.01 and mostly_changed["p"] < 0.01
+
+
+def test_a_large_gain_gets_its_exact_p_and_a_graded_metric_a_randomisation_one():
+    mle = two_groups([0] * 1800, [0] * 1154)
+    rlvr = two_groups([1] * 1100 + [0] * 700, [0] * 1154)  # 1,100 gained: far beyond any randomisation's floor
+    assert weighted_paired_test(mle, rlvr, {"unchanged": 0.6, "changed": 0.4})["p"] < 1e-100
+    graded = two_groups([0.5] * 50, [0.5] * 50)
+    better = two_groups([0.75] * 50, [0.5] * 40 + [0.25] * 10)
+    out = weighted_paired_test(graded, better, {"unchanged": 0.5, "changed": 0.5}, draws=4000)
+    assert out["delta"] == pytest.approx(100 * (0.5 * 0.25 - 0.5 * 0.05)) and 1 / 4001 <= out["p"] < 0.01

@@ -11,7 +11,7 @@ randomisation test (`weighted_paired_test`).
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import binomtest, wilcoxon
+from scipy.stats import binom, binomtest, wilcoxon
 
 
 def round_sig(x: float, digits: int = 4) -> float:
@@ -62,9 +62,11 @@ def weighted_paired_test(mle: dict, rlvr: dict, weights: dict[str, float], seed:
     instead of its share of the examples: e.g. a balanced subset's accuracy at the whole test split's mix.
 
     Each example's difference counts with its group's weight over its group's size. Under the null hypothesis
-    (the two models exchangeable on every example) each difference is as likely negated, so the p-value is the
-    share of `draws` random sign flips whose weighted mean is at least as far from 0 as the observed one (a
-    randomisation test; McNemar's when there is one group). The 95% interval is a bootstrap within each group.
+    (the two models exchangeable on every example) each difference is as likely negated: the p-value is the
+    chance that random signs give a weighted mean at least as far from 0 as the observed one. For a 0/1 metric
+    it is exact (per group, the number of examples gained among those that moved is binomial; McNemar's test
+    when there is one group); for a graded one it is the share of `draws` random sign flips (a randomisation
+    test, whose smallest p is 1 / (draws + 1)). The 95% interval is a bootstrap within each group.
     """
     a = {r["index"]: (r["group"], r["value"]) for r in mle["records"] if r["group"] in weights}
     b = {r["index"]: r["value"] for r in rlvr["records"]}
@@ -82,13 +84,16 @@ def weighted_paired_test(mle: dict, rlvr: dict, weights: dict[str, float], seed:
     observed = float((w * d).sum())
     rng = np.random.default_rng(seed)
     moved = d != 0
-    wd = (w * d)[moved]
-    if wd.size:
+    if not moved.any():
+        p = 1.0
+    elif np.all(np.isin(np.abs(d[moved]), (1.0,))):
+        p = _exact_sign_flip_p(observed, [(float(w[moved & (group == g)][0]), int((moved & (group == g)).sum()))
+                                          for g in weights if (moved & (group == g)).any()])
+    else:
+        wd = (w * d)[moved]
         flips = np.concatenate([((rng.integers(0, 2, size=(min(2000, draws - i), wd.size)) * 2 - 1) @ wd)
                                 for i in range(0, draws, 2000)])
         p = float((1 + (np.abs(flips) >= abs(observed) - 1e-12).sum()) / (draws + 1))
-    else:
-        p = 1.0
     boot = np.zeros(2000)
     for g in weights:
         rows = np.flatnonzero(group == g)
@@ -98,3 +103,14 @@ def weighted_paired_test(mle: dict, rlvr: dict, weights: dict[str, float], seed:
             "test": "sign-flip", "p": p,
             "ci95": [round_sig(scale * float(np.percentile(boot, 2.5))),
                      round_sig(scale * float(np.percentile(boot, 97.5)))]}
+
+
+def _exact_sign_flip_p(observed: float, groups: list[tuple[float, int]]) -> float:
+    """P(|sum over groups of w (2K - n)| >= |observed|) for independent K ~ Binomial(n, 1/2) per (w, n) group: the
+    weighted sum of n random signs of weight w each."""
+    values, probs = np.zeros(1), np.ones(1)
+    for w, n in groups:
+        k = np.arange(n + 1)
+        values = (values[:, None] + w * (2 * k - n)[None, :]).ravel()
+        probs = (probs[:, None] * binom.pmf(k, n, 0.5)[None, :]).ravel()
+    return float(min(1.0, probs[np.abs(values) >= abs(observed) - 1e-12].sum()))
