@@ -78,7 +78,7 @@ def test_a_new_users_path_from_records_to_a_served_model_and_trl(tmp_path):
         cwd=tmp_path)
     tried = json.loads((tmp_path / "runs" / "try" / "results.json").read_text())
     assert tried["domain"] == "jsonl" and tried["n_test"] == 12 and set(tried["mle"]) == {"unchanged", "changed",
-                                                                                           "overall"}
+                                                                                           "overall", "split_mix"}
 
     # 3. the preset as a config file, the data paths (and tiny settings) set in it, a reward of their own named
     (tmp_path / "mine.yaml").write_text(cli("run", "--preset", "jsonl", "--print-config", cwd=tmp_path).stdout)
