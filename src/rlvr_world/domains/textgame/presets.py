@@ -20,7 +20,7 @@ def default() -> RunConfig:
 
 
 def full() -> RunConfig:
-    """Under 2 h on 2 CPU threads: all games, four MLE epochs, binary-reward RL on both strata"""
+    """Under 2 h on 2 CPU threads: all games, four MLE epochs, binary-reward GRPO on changed transitions"""
     # MLE on a quarter as many unchanged as changed transitions: a model that over-predicts changes, as the paper's
     # did, leaves RL something to correct. RL on changed transitions only, plain GRPO: the decision split on both
     # strata lowered changed accuracy from this MLE model, this kept it (docs/grpo.md, "The text game's full")
