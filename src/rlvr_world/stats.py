@@ -86,9 +86,9 @@ def weighted_paired_test(mle: dict, rlvr: dict, weights: dict[str, float], seed:
     moved = d != 0
     if not moved.any():
         p = 1.0
-    elif np.all(np.isin(np.abs(d[moved]), (1.0,))):
-        p = _exact_sign_flip_p(observed, [(float(w[moved & (group == g)][0]), int((moved & (group == g)).sum()))
-                                          for g in weights if (moved & (group == g)).any()])
+    elif np.all(np.abs(d[moved]) == 1):
+        rows = [moved & (group == g) for g in weights]
+        p = _exact_sign_flip_p(observed, [(float(w[r][0]), int(r.sum())) for r in rows if r.any()])
     else:
         wd = (w * d)[moved]
         flips = np.concatenate([((rng.integers(0, 2, size=(min(2000, draws - i), wd.size)) * 2 - 1) @ wd)
