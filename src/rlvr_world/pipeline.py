@@ -32,8 +32,8 @@ from .engine import mle, models, pretrained, rl
 from .engine.atomicwrite import save_config, save_json
 from .engine.checkpoint import load_trainer_state
 from .engine.domain import Domain, StageContext
-from .engine.evaluate import (balanced_indices, decision_summary, evaluate, partial_files, result_of, subsample,
-                              subsample_indices, trivial_logprobs)
+from .engine.evaluate import (balanced_indices, decision_summary, evaluate, partial_files, subsample,
+                              subsample_indices, trivial_eval, trivial_logprobs)
 from .progress import console
 from .runconfig import RunConfig, preset, presets
 
@@ -409,15 +409,6 @@ def fitting(examples: list, max_new_tokens: int) -> tuple[list, int]:
         raise ValueError(f"no RL prompt's answer fits --rl.max-new-tokens {max_new_tokens} (the shortest has "
                          f"{min(len(e.target_ids) for e in examples)} tokens): give a larger budget")
     return kept, len(examples) - len(kept)
-
-
-def trivial_eval(domain, examples) -> dict | None:
-    """The trivial predictor ("nothing changes") scored like a model on the same examples; None without one."""
-    if any(e.trivial_ids is None for e in examples):
-        return None
-    records = [{"index": i, "group": e.group, "value": domain.score(domain.metric, e.trivial_ids, e)[0]}
-               for i, e in enumerate(examples)]
-    return {**result_of(records, (), domain.metric_scale).summary(), "records": records}
 
 
 def check_writable(path: Path, option: str) -> None:

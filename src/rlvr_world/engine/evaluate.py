@@ -122,6 +122,16 @@ def result_of(records: Sequence[dict], reported: Sequence[str], scale: float) ->
     return EvalResult(overall, groups, dict(counts), len(records), list(records), parts, group_parts)
 
 
+def trivial_eval(domain: Domain, examples: Sequence[Example]) -> dict | None:
+    """The trivial predictor ("nothing changes") scored like a model on the same examples, its records included;
+    None for a domain without one."""
+    if any(e.trivial_ids is None for e in examples):
+        return None
+    records = [{"index": i, "group": e.group, "value": domain.score(domain.metric, e.trivial_ids, e)[0]}
+               for i, e in enumerate(examples)]
+    return {**result_of(records, (), domain.metric_scale).summary(), "records": records}
+
+
 def partial_files(partial: Path) -> list[Path]:
     """An evaluation's partial records: `partial` and, from a multi-process run, each other process's file."""
     return [partial, *sorted(partial.parent.glob(partial.stem + ".*.jsonl"))]

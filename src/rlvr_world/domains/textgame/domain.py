@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ...engine.domain import finish_stage
+from ...engine.evaluate import trivial_eval
 from ..textdomain import TextDomain
 from . import reward
 from .data import Transition, load_split, select_games
@@ -68,7 +69,7 @@ class TextGameDomain(TextDomain):
     def finish(self, stage, test, mle_model, rl_model, mle_eval: dict, rl_eval: dict) -> dict:
         """What the greedy answers were, per model and group (`answer_breakdown`), and each model's accuracy per
         game and its mean over the games (`per_game`)."""
-        trivial = [{"index": i, "value": self.score(self.metric, e.trivial_ids, e)[0]} for i, e in enumerate(test)]
+        trivial = trivial_eval(self, test)["records"]
         games = [e.payload.game for e in test]
         return {"answers": {"mle": answer_breakdown(mle_eval["records"]), "rlvr": answer_breakdown(rl_eval["records"])},
                 "per_game": {key: per_game(records, games)
