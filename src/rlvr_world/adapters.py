@@ -36,6 +36,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .cache import files_sha256
 from .engine.errors import UserError
 
 FORMAT = "rlvr-world adapter 1"
@@ -56,12 +57,6 @@ def is_adapter(path: str | os.PathLike) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
-def file_sha256(path: Path) -> str:
-    from .engine.pretrained import files_sha256
-
-    return files_sha256([path])
-
-
 # ----------------------------------------------------------------------------------------------- reading
 
 def read(folder: str | os.PathLike) -> dict:
@@ -80,7 +75,7 @@ def read(folder: str | os.PathLike) -> dict:
     if not weights.is_file() or not (folder / CONFIG).is_file():
         raise AdapterError(f"{folder} lacks {WEIGHTS if not weights.is_file() else CONFIG}: restore it "
                            f"(git checkout -- {folder})")
-    got = file_sha256(weights)
+    got = files_sha256([weights])
     if got != m["file"]["sha256"]:
         raise AdapterError(f"{weights} does not match its manifest (sha256 {got[:12]}, the manifest says "
                            f"{m['file']['sha256'][:12]}): it was changed or damaged; restore it (git checkout -- "
@@ -232,7 +227,7 @@ def save(phase_dir: str, out: str, *, start: str = "", dtype: str = "bf16", over
                  "modules": sorted({m.rpartition(".")[2] for m in lora["target_modules"]}),
                  "maps": len(lora["target_modules"]), "parameters": sum(v.numel() for v in tensors.values())},
         "file": {"name": WEIGHTS, "dtype": DTYPES[dtype], "bytes": (tmp / WEIGHTS).stat().st_size,
-                 "sha256": file_sha256(tmp / WEIGHTS)},
+                 "sha256": files_sha256([tmp / WEIGHTS])},
         "rounding": {"weight_change_relative_error": rounding_error(tensors, stored)},
         "tokenizer": "the base model's own (found with it)",
         "prompt": prompt_of(cfg["domain"]),

@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 from pathlib import Path
+from typing import Iterable
 
 
 def cache_root() -> Path:
@@ -35,3 +36,13 @@ def package_file(package: str, relative: str) -> Path | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(next(iter(spec.submodule_search_locations))) / relative
+
+
+def files_sha256(files: Iterable[Path]) -> str:
+    """The sha256 of these files' bytes, one after another, read in 4 MB chunks."""
+    h = hashlib.sha256()
+    for f in files:
+        with f.open("rb") as stream:
+            while chunk := stream.read(1 << 22):
+                h.update(chunk)
+    return h.hexdigest()

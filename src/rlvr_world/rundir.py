@@ -34,6 +34,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from .cache import files_sha256
 from .engine.errors import UserError
 
 
@@ -202,13 +203,8 @@ def content_hash(path: str) -> str:
 @lru_cache(maxsize=16)
 def _hashed(files: tuple[tuple[str, str, int, int], ...]) -> str:
     """The hash of these (name, path, size, modification time) files, kept while none of them changes."""
-    h = hashlib.sha256()
-    for name, path, _, _ in files:
-        h.update(name.encode() + b"\0")
-        with open(path, "rb") as stream:
-            while chunk := stream.read(1 << 22):
-                h.update(chunk)
-    return h.hexdigest()[:16]
+    names = "\0".join(name for name, *_ in files)
+    return hashlib.sha256(f"{names}\0{files_sha256(Path(path) for _, path, *_ in files)}".encode()).hexdigest()[:16]
 
 
 def examples_hash(examples: Sequence) -> str:

@@ -17,7 +17,6 @@ that says how to install it.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -25,7 +24,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cache import converted_file, package_file
+from ..cache import converted_file, files_sha256, package_file
 from ..progress import console
 from .models import ModelError
 
@@ -134,13 +133,3 @@ def weights_sha256(spec: str) -> tuple[str, str]:
             raise ModelError(f"{spec} holds no weight files (*.safetensors, *.bin)")
         what = ", ".join(f.name for f in files)
     return files_sha256(files), what
-
-
-def files_sha256(files: list[Path]) -> str:
-    """The sha256 of these files' bytes, one after another, read in 4 MB chunks."""
-    h = hashlib.sha256()
-    for f in files:
-        with f.open("rb") as stream:
-            while chunk := stream.read(1 << 22):
-                h.update(chunk)
-    return h.hexdigest()
