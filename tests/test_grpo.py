@@ -147,3 +147,22 @@ def test_batch_and_no_scale_keep_small_reward_gaps_small():
     assert ((tok_batch**2).mean()).item() == pytest.approx(1.0, rel=1e-4)
     with pytest.raises(ValueError, match="scale must be one of"):
         group_advantages(r, 2, scale="global")
+
+
+def test_decision_kl_pulls_only_the_decision_tokens_back_toward_the_start():
+    g = torch.Generator().manual_seed(3)
+    ref = -torch.rand(3, 6, generator=g) * 2
+    logp = (ref + 0.5).requires_grad_()  # every token drifted the same way
+    mask = torch.ones(3, 6)
+    at = torch.tensor([2, 0, -1])  # decisions up to position 2, at position 0, and a response without one
+    loss, m = grpo_loss(logp, logp.detach(), ref, torch.zeros(3), mask, kl_coef=0.0, decision_kl=1.0,
+                        decision_at=at)
+    loss.backward()
+    moved = logp.grad != 0
+    assert moved.tolist() == [[True, True, True, False, False, False], [True] + [False] * 5, [False] * 6]
+    assert (logp.grad[moved] > 0).all()  # descending the loss lowers the log-probs that rose
+    assert m["loss/decision_kl"] == pytest.approx(kl_k3(logp, ref).detach()[moved].sum().item() / mask.sum().item())
+    # off, the loss is GRPO's with the plain KL term
+    plain, _ = grpo_loss(logp, logp.detach(), ref, torch.ones(3), mask, kl_coef=0.01)
+    same, _ = grpo_loss(logp, logp.detach(), ref, torch.ones(3), mask, kl_coef=0.01, decision_at=at)
+    assert plain.item() == same.item()

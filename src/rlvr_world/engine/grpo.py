@@ -167,8 +167,7 @@ def decision_advantages(
         axis = torch.where(trivial, 1.0, -1.0) * decides  # (N,) +1 the trivial answer, -1 any other, 0 no decision
         dec = dec - axis * (dec * axis).sum() / decides.sum()  # no net pull toward or away from the trivial answer
     con = _rescale(cd, cstd, whole(cd, attempt), scale, eps).view(N)  # (N,)
-    pos = torch.arange(width)[None, :]  # (1, width)
-    adv = torch.where(pos <= decision_at[:, None], dec[:, None], con[:, None])  # (N, width)
+    adv = torch.where(upto(decision_at, width).bool(), dec[:, None], con[:, None])  # (N, width)
     split = dd.abs().amax(1) > 0  # (B,) groups whose decisions differ
     r = rewards.float().view(-1, group_size)  # (B, G)
     flat = (r.max(dim=1).values == r.min(dim=1).values).float()  # (B,) groups whose rewards are all equal
@@ -193,6 +192,11 @@ def balanced(adv: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tenso
 
 def masked_sum(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum()
+
+
+def upto(at: torch.Tensor, width: int) -> torch.Tensor:
+    """(N, width) float: 1 at the positions up to and including `at` (N,) in each row (none where it is -1)."""
+    return (torch.arange(width, device=at.device)[None, :] <= at[:, None]).float()
 
 
 def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
@@ -225,12 +229,17 @@ def grpo_loss(
     clip_eps: float = 0.2,
     kl_coef: float = 0.001,
     num_tokens: float | None = None,
+    decision_kl: float = 0.0,
+    decision_at: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """GRPO loss with token-mean aggregation.
 
     logp, old_logp, ref_logp, mask: (N, T); advantages: (N,) or (N, T). `num_tokens` is
     the token count of the whole batch when this call sees one micro-batch of
     it, so that accumulating micro-batch gradients equals one full-batch step.
+    `decision_kl` weighs the KL again on each response's decision tokens, the
+    positions up to `decision_at` (N,) (-1: none), so that the decision whether
+    anything changes stays near the starting model's.
     """
     mask = mask.float()
     denom = mask.sum().clamp(min=1) if num_tokens is None else torch.tensor(float(num_tokens))
@@ -240,9 +249,13 @@ def grpo_loss(
         "loss/policy": (masked_sum(pg, mask) / denom).item(),
         "loss/clip_frac": (masked_sum(clipped, mask) / denom).item(),
     }
-    if ref_logp is not None and kl_coef != 0:
+    if ref_logp is not None and (kl_coef != 0 or decision_kl != 0):
         kl = kl_k3(logp, ref_logp)  # (N, T)
         loss = loss + kl_coef * masked_sum(kl, mask) / denom
         metrics["loss/kl"] = (masked_sum(kl, mask) / denom).item()
+        if decision_kl != 0 and decision_at is not None:
+            on = mask * upto(decision_at.to(mask.device), mask.size(1))  # (N, T) the decision tokens
+            loss = loss + decision_kl * masked_sum(kl, on) / denom
+            metrics["loss/decision_kl"] = (masked_sum(kl, on) / denom).item()  # their part of loss/kl
     metrics["loss/total"] = loss.item()
     return loss, metrics

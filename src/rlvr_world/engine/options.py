@@ -65,6 +65,10 @@ class RLConfig:
     group_size: int = 5  # G: samples per prompt
     lr: float = 1e-4  # constant learning rate (AdamW, no weight decay)
     kl_coef: float = 0.001  # weight of the k3 KL penalty to the starting model
+    # added to kl_coef on each response's decision tokens (where the domain has a trivial answer: the answer up to
+    # where it parts from "nothing changes", all of an answer of no change): holds whether anything changes near the
+    # starting model's judgement while the content learns (0: off; docs/grpo.md)
+    decision_kl: float = 0.0
     clip_eps: float = 0.2  # PPO clip range
     grad_clip: float = 1.0  # gradient-norm clipping
     temperature: float = 1.0  # sampling temperature for rollouts
@@ -107,5 +111,5 @@ class RLConfig:
     def __post_init__(self):
         require_choice(self, "rl.", **choices_of(self))
         require(self, "rl.", steps=">= 1", prompts_per_step=">= 1", group_size=">= 2", lr="> 0", kl_coef=">= 0",
-                clip_eps="> 0", grad_clip="> 0", temperature="> 0", top_k=">= 0", top_p="in (0, 1]",
+                decision_kl=">= 0", clip_eps="> 0", grad_clip="> 0", temperature="> 0", top_k=">= 0", top_p="in (0, 1]",
                 max_new_tokens=">= 1", micro_batch_size=">= 1", eval_every=">= 0", save_every=">= 1")

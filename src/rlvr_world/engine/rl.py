@@ -66,6 +66,7 @@ class Rollouts:
     parts: dict[str, float]  # the whole batch's metrics: mean reward components, advantage statistics
     finished: torch.Tensor  # (N,) bool
     given: list[list[int] | None] | None = None  # (N,) per response, the `Example.loss_mask` (0: given, no loss)
+    decision_at: torch.Tensor | None = None  # (N,) each response's last decision token (-1: no trivial answer)
 
 
 def prompt_batches(n: int, per_step: int, steps: int, seed: int) -> list[list[int]]:
@@ -95,7 +96,7 @@ def collect(policy, domain: Domain, examples: Sequence[Example], cfg: RLConfig, 
     metrics = {**logged(everyone, parts, finished), **metrics, **decision_metrics(everyone.decided, adv)}
     given = [e.loss_mask for e in drawn.examples for _ in range(G)]
     return Rollouts([e.prompt_ids for e in drawn.examples for _ in range(G)], drawn.responses, mine.rewards,
-                    adv[rows], metrics, drawn.finished, given if any(given) else None)
+                    adv[rows], metrics, drawn.finished, given if any(given) else None, everyone.decided[rows, 0])
 
 
 # ---- sample --------------------------------------------------------------------------------------------------------
@@ -256,13 +257,16 @@ def update(policy, ref, opt, ro: Rollouts, cfg: RLConfig, pad_id: int, autocast,
     opt.zero_grad(set_to_none=True)
     for rows in micro_batches(len(ro.responses), max(G, cfg.micro_batch_size // G * G)):  # whole groups
         prompts, responses = ro.prompts[rows][::G], ro.responses[rows]
-        ref_logp = reference_logprobs(policy, ref, prompts, responses, pad_id, autocast) if cfg.kl_coef else None
+        ref_logp = (reference_logprobs(policy, ref, prompts, responses, pad_id, autocast)
+                    if cfg.kl_coef or cfg.decision_kl else None)
         logp, entropy, mask = group_logprobs(policy, prompts, responses, pad_id, autocast=autocast, with_entropy=True)
         if ro.given is not None:
             mask = trained_mask(responses, ro.given[rows], mask.size(1)).to(mask.device)  # (n, T)
         adv = ro.advantages[rows] if ro.advantages.dim() == 1 else ro.advantages[rows, : mask.size(1)]  # (n,) / (n, T)
         loss, m = grpo_loss(logp, logp.detach(), ref_logp, adv.to(logp.device), mask,
-                            clip_eps=cfg.clip_eps, kl_coef=cfg.kl_coef, num_tokens=max(1, total_tokens))
+                            clip_eps=cfg.clip_eps, kl_coef=cfg.kl_coef, num_tokens=max(1, total_tokens),
+                            decision_kl=cfg.decision_kl,
+                            decision_at=None if ro.decision_at is None else ro.decision_at[rows])
         loss.backward()
         for k, v in m.items():
             metrics[k] += v
