@@ -16,8 +16,10 @@ def web() -> RunConfig:
         # collection needs ~5,650 positions (rotary positions: the limit costs nothing where it is not used)
         model=ModelConfig(max_positions=8192),
         mle=MLEConfig(epochs=12.0, lr=3e-3),
+        # the decision held near the MLE model's (decision_kl): without it RL taught "always attempt a change" and
+        # lost the unchanged pages, at lr 1e-4 or 3e-5, on both strata or on changed pages alone (docs/grpo.md)
         rl=RLConfig(reward="f1", steps=30, prompts_per_step=8, group_size=8, micro_batch_size=32,
-                    max_new_tokens=256, eval_every=10),
+                    max_new_tokens=256, eval_every=10, decision_kl=10.0),
         max_new_tokens=256, curve_limit=100,
     )
 
