@@ -38,10 +38,13 @@ def package_file(package: str, relative: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))) / relative
 
 
-def files_sha256(files: Iterable[Path]) -> str:
-    """The sha256 of these files' bytes, one after another, read in 4 MB chunks."""
+def files_sha256(files: Iterable[Path], names: Iterable[str] = ()) -> str:
+    """The sha256 of these files' bytes, one after another, read in 4 MB chunks; with `names`, each file's name and
+    a NUL byte go before its bytes (a folder's hash that a renamed file changes)."""
     h = hashlib.sha256()
-    for f in files:
+    for f, name in zip(files, names) if names else ((f, None) for f in files):
+        if name is not None:
+            h.update(name.encode() + b"\0")
         with f.open("rb") as stream:
             while chunk := stream.read(1 << 22):
                 h.update(chunk)

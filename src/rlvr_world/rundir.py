@@ -203,8 +203,7 @@ def content_hash(path: str) -> str:
 @lru_cache(maxsize=16)
 def _hashed(files: tuple[tuple[str, str, int, int], ...]) -> str:
     """The hash of these (name, path, size, modification time) files, kept while none of them changes."""
-    names = "\0".join(name for name, *_ in files)
-    return hashlib.sha256(f"{names}\0{files_sha256(Path(path) for _, path, *_ in files)}".encode()).hexdigest()[:16]
+    return files_sha256([Path(path) for _, path, *_ in files], [name for name, *_ in files])[:16]
 
 
 def examples_hash(examples: Sequence) -> str:
