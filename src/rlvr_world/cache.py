@@ -8,7 +8,7 @@ import importlib.util
 import json
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Sequence
 
 
 def cache_root() -> Path:
@@ -38,13 +38,13 @@ def package_file(package: str, relative: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))) / relative
 
 
-def files_sha256(files: Iterable[Path], names: Iterable[str] = ()) -> str:
+def files_sha256(files: Sequence[Path], names: Sequence[str] | None = None) -> str:
     """The sha256 of these files' bytes, one after another, read in 4 MB chunks; with `names`, each file's name and
     a NUL byte go before its bytes (a folder's hash that a renamed file changes)."""
     h = hashlib.sha256()
-    for f, name in zip(files, names) if names else ((f, None) for f in files):
-        if name is not None:
-            h.update(name.encode() + b"\0")
+    for i, f in enumerate(files):
+        if names is not None:
+            h.update(names[i].encode() + b"\0")
         with f.open("rb") as stream:
             while chunk := stream.read(1 << 22):
                 h.update(chunk)
