@@ -129,6 +129,11 @@ def test_run_on_your_own_jsonl_file(tmp_path):
     assert res["domain"] == "jsonl" and res["n_test"] == 40 and res["reward"] == "myreward:lamp"
     assert set(res["mle"]) == {"unchanged", "changed", "overall", "split_mix"}
     assert res["mle"]["overall"] > 50  # a world this small is learned in a few epochs
+    for model in ("mle", "rlvr"):  # what the greedy answers were, per group: every test answer counted once
+        answers = res["answers"][model]
+        assert set(answers) == {"changed", "unchanged"} and sum(a["n"] for a in answers.values()) == 40
+        assert all(a["attempted"] + a["no_change"] + a["invalid"] == a["n"] for a in answers.values())
+    assert "answers (greedy)" in (out / "results.md").read_text()
     rows = [json.loads(l) for l in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
     assert len([r for r in rows if "reward/mean" in r]) == 2
     # each saved model carries a card: its prompt format shown on the run's own first changing test record

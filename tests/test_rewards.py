@@ -125,16 +125,17 @@ def test_task_specific_reward_formula_by_hand():
 
 
 def test_answers_are_told_apart_as_attempted_no_change_or_invalid():
-    from rlvr_world.domains.textgame.domain import answer_breakdown
+    from rlvr_world.engine.evaluate import answer_breakdown
 
     change = json.dumps({"modified": [obj(1, on=True)], "removed": [], "score": {}})
     nothing = json.dumps({"modified": [], "removed": [], "score": {}})
     assert [reward.answer_kind(t) for t in (change, nothing, "{oops", "[1]", json.dumps({"score": {"score": 1}}))] \
         == ["attempted", "no_change", "invalid", "invalid", "attempted"]
-    records = [{"group": "changed", "response": change, "value": 1.0},
-               {"group": "changed", "response": change, "value": 0.0},
-               {"group": "unchanged", "response": nothing, "value": 1.0},
-               {"group": "unchanged", "response": "{oops", "value": 0.0}]
+    records = [{"group": "changed", "answer": "change", "value": 1.0},
+               {"group": "changed", "answer": "change", "value": 0.0},
+               {"group": "unchanged", "answer": "no_change", "value": 1.0},
+               {"group": "unchanged", "answer": "invalid", "value": 0.0},
+               {"group": "video", "value": 0.5}]  # an example without a trivial answer has no answer kind
     assert answer_breakdown(records) == {
         "changed": {"n": 2, "attempted": 2, "attempted_right": 1, "no_change": 0, "invalid": 0},
         "unchanged": {"n": 2, "attempted": 0, "attempted_right": 0, "no_change": 1, "invalid": 1}}

@@ -22,7 +22,7 @@ import numpy as np
 from . import domains
 from .engine.atomicwrite import save_json
 from .engine.metriclog import MetricLog
-from .engine.evaluate import result_of
+from .engine.evaluate import answer_breakdown, result_of
 from .stats import paired_test, weighted_paired_test
 
 
@@ -131,6 +131,9 @@ def build(cfg, *, command: str, timings: dict[str, float], params: int, mle: dic
         res["trivial"] = scores(trivial, domain_cls, shares)
         res["rlvr_vs_trivial"] = tests_by_column(trivial, rlvr, domain_cls, shares)
         res["decision"] = {k: ev["decision"] for k, ev in (("mle", mle), ("rlvr", rlvr)) if ev.get("decision")}
+        answers = {k: answer_breakdown(ev.get("records", [])) for k, ev in (("mle", mle), ("rlvr", rlvr))}
+        if all(answers.values()):
+            res["answers"] = answers
     if cfg.compare:
         res["compared"] = compared(cfg.compare, {**res, "evals": {"mle": mle, "rlvr": rlvr}})
     return res
@@ -226,7 +229,7 @@ def markdown(res: dict) -> str:
             + (f"split_mix: the groups weighted as the whole test split mixes them "
                f"({', '.join(f'{n} {g}' for g, n in res['split_groups'].items())}), the split's overall.\n\n"
                if "split_mix" in cols else ""))
-    notes = "\n\n".join(n for n in (decision_markdown(res), domain_cls.notes_markdown(res)) if n)
+    notes = "\n\n".join(n for n in (decision_markdown(res), answers_markdown(res), domain_cls.notes_markdown(res)) if n)
     return head + "\n".join(rows) + "\n" + (f"\n{notes}" if notes else "")
 
 
@@ -240,6 +243,20 @@ def decision_markdown(res: dict) -> str:
                      f"{p.get('changed', '-')} on changed transitions{auc}")
     return ("How each model decides whether anything changes (probability of the trivial answer; AUC: how well it "
             "separates the two kinds):\n" + "\n".join(lines)) if lines else ""
+
+
+def answers_markdown(res: dict) -> str:
+    """A table of what each model's greedy answers were, per group (`evaluate.answer_breakdown`)."""
+    answers = res.get("answers")
+    if not answers:
+        return ""
+    rows = ["| answers (greedy): attempted a change (right) / no change / invalid | " +
+            " | ".join(answers["mle"]) + " |", "| --- |" + " --- |" * len(answers["mle"])]
+    for name, key in (("MLE", "mle"), ("RLVR", "rlvr")):
+        rows.append(f"| {name} | " + " | ".join(
+            f"{a['attempted']} ({a['attempted_right']}) / {a['no_change']} / {a['invalid']}"
+            for a in answers[key].values()) + " |")
+    return "\n".join(rows) + "\n"
 
 
 def plot(res: dict, path: Path) -> None:

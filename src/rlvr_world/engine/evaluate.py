@@ -96,6 +96,8 @@ def evaluate(
                 value, parts = domain.score(metric, response, examples[i])
                 records[i] = {"index": i, "group": examples[i].group, "value": value,
                               "response": domain.decode(response),
+                              **({"answer": domain.answer_kind(response, examples[i])}
+                                 if examples[i].trivial_ids is not None else {}),
                               **{k: v for k, v in parts.items() if k == "why" or k in reported}}
             if partial is not None:
                 with partial.open("a") as f:
@@ -164,6 +166,23 @@ def part_means(records: Sequence[dict], keys: Sequence[str], scale: float) -> di
         if vals:
             out[k] = scale * sum(vals) / len(vals)
     return out
+
+
+def answer_breakdown(records: Sequence[dict]) -> dict[str, dict[str, int]]:
+    """Per group, what the answers of an evaluation were (its records' `answer`, `Domain.answer_kind`): how many
+    attempted a change (and how many of those were exactly right), said "nothing changes", or could not be read;
+    empty where no record has an answer kind (examples without a trivial answer)."""
+    out: dict[str, dict[str, int]] = {}
+    for r in records:
+        if "answer" not in r:
+            continue
+        kind = {"change": "attempted"}.get(r["answer"], r["answer"])
+        counts = out.setdefault(r["group"], {"n": 0, "attempted": 0, "attempted_right": 0, "no_change": 0,
+                                             "invalid": 0})
+        counts["n"] += 1
+        counts[kind] += 1
+        counts["attempted_right"] += int(kind == "attempted" and r["value"] >= 1)
+    return dict(sorted(out.items()))
 
 
 @torch.no_grad()

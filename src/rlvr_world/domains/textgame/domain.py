@@ -67,32 +67,22 @@ class TextGameDomain(TextDomain):
 
     # ---- results -------------------------------------------------------------------------------------------------
     def finish(self, stage, test, mle_model, rl_model, mle_eval: dict, rl_eval: dict) -> dict:
-        """What the greedy answers were, per model and group (`answer_breakdown`), and each model's accuracy per
-        game and its mean over the games (`per_game`)."""
+        """Each model's accuracy per game and its mean over the games (`per_game`)."""
         trivial = trivial_eval(self, test)["records"]
         games = [e.payload.game for e in test]
-        return {"answers": {"mle": answer_breakdown(mle_eval["records"]), "rlvr": answer_breakdown(rl_eval["records"])},
-                "per_game": {key: per_game(records, games)
+        return {"per_game": {key: per_game(records, games)
                              for key, records in (("mle", mle_eval["records"]), ("rlvr", rl_eval["records"]),
                                                   ("trivial", trivial))}}
 
     @staticmethod
     def notes_markdown(res: dict) -> str:
-        answers = res.get("answers")
-        if not answers:
-            return ""
         games = res.get("per_game")
-        mean = ("Mean over the games of each game's accuracy on these transitions (how the benchmark's tables "
+        if not games:
+            return ""
+        return ("Mean over the games of each game's accuracy on these transitions (how the benchmark's tables "
                 f"average; {games['mle']['n_games']} game{'s' if games['mle']['n_games'] != 1 else ''}): " + ", ".join(
                     f"{name} {games[key]['mean_over_games']}" for name, key in
-                    (("MLE", "mle"), ("RLVR", "rlvr"), ("trivial", "trivial"))) + ".\n\n") if games else ""
-        rows = ["| answers (greedy): attempted a change (right) / no change / invalid | " +
-                " | ".join(g for g in answers["mle"]) + " |", "| --- |" + " --- |" * len(answers["mle"])]
-        for name, key in (("MLE", "mle"), ("RLVR", "rlvr")):
-            rows.append(f"| {name} | " + " | ".join(
-                f"{a['attempted']} ({a['attempted_right']}) / {a['no_change']} / {a['invalid']}"
-                for a in answers[key].values()) + " |")
-        return mean + "\n".join(rows) + "\n"
+                    (("MLE", "mle"), ("RLVR", "rlvr"), ("trivial", "trivial"))) + ".\n")
 
 
 def per_game(records: list[dict], games: list[str]) -> dict:
@@ -103,17 +93,3 @@ def per_game(records: list[dict], games: list[str]) -> dict:
     acc = {g: 100.0 * sum(v) / len(v) for g, v in sorted(by_game.items())}
     return {"mean_over_games": round(sum(acc.values()) / max(1, len(acc)), 4), "n_games": len(acc),
             "games": {g: round(a, 2) for g, a in acc.items()}}
-
-
-def answer_breakdown(records: list[dict]) -> dict[str, dict[str, int]]:
-    """Per group: how many answers attempted a change (and how many of those were right), said "no change", or
-    were no difference at all."""
-    out: dict[str, dict[str, int]] = {}
-    for r in records:
-        counts = out.setdefault(r["group"], {"n": 0, "attempted": 0, "attempted_right": 0, "no_change": 0,
-                                             "invalid": 0})
-        kind = reward.answer_kind(r["response"])
-        counts["n"] += 1
-        counts[kind] += 1
-        counts["attempted_right"] += int(kind == "attempted" and r["value"] >= 1)
-    return dict(sorted(out.items()))
