@@ -158,6 +158,7 @@ def test_run_on_your_own_jsonl_file(tmp_path):
     assert ev.returncode == 0, ev.stderr[-2000:]
     got = json.loads((tmp_path / "ev.json").read_text())
     assert got["domain"] == "jsonl" and got["n"] == 12 and got["data"]["train_path"] == "train.jsonl"
+    assert sum(a["n"] for a in got["answers"].values()) == 12 and all("answer" in r for r in got["records"])
     bad = subprocess.run([sys.executable, "-m", "rlvr_world.cli", "run", "--domain", "jsonl", "--out",
                           str(tmp_path / "x")], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "--data.train-path" in bad.stderr and not (tmp_path / "x").exists()

@@ -228,7 +228,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from . import device as dev
     from .engine import models
     from .engine.atomicwrite import save_json
-    from .engine.evaluate import balanced_indices, evaluate, subsample_indices
+    from .engine.evaluate import answer_breakdown, balanced_indices, evaluate, subsample_indices
 
     cfg = apply_overrides(eval_defaults(args.model if "model" in args else None, getattr(args, "domain", None)), args,
                           skip=("command",))
@@ -250,9 +250,11 @@ def cmd_eval(args: argparse.Namespace) -> None:
     amp = dev.amp(device, cfg.dtype)
     r = evaluate(model.to(device), domain, test, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
                  autocast=amp)
-    print(json.dumps(r.summary(), indent=2))
+    answers = answer_breakdown(r.records)  # attempted / nothing changes / unreadable, per group
+    summary = {**r.summary(), **({"answers": answers} if answers else {})}
+    print(json.dumps(summary, indent=2))
     if cfg.out:
-        save_json(Path(cfg.out), {**r.summary(), "model": cfg.model, "domain": cfg.domain,
+        save_json(Path(cfg.out), {**summary, "model": cfg.model, "domain": cfg.domain,
                                   "data": dataclasses.asdict(cfg.data), "test_indices": indices, "records": r.records})
 
 
