@@ -583,6 +583,7 @@ def main() -> None:
             for shape in ("rl_shape", "eval_shape"):
                 print(f"sampling, {shape}: ours {sp[shape]['ours_tok_s']} tok/s, generate "
                       f"{sp[shape]['generate_static_tok_s']} tok/s ({sp[shape]['speedup_vs_generate']}x)", flush=True)
+            save()
         if "llama_cpp" in parts:
             result["llama_cpp"] = bench_llama_cpp(s, merged, ours_answers, args)
             print(f"llama.cpp: {json.dumps(result['llama_cpp'])}", flush=True)
