@@ -224,6 +224,14 @@ def bench_sampling(s: Setup, args) -> dict:
     return {"rl_shape": rl_shape, "eval_shape": eval_shape, "_merged": merged, "_ours_answers": got["ours"]}
 
 
+def untimed_answers(s: Setup) -> dict:
+    """The merged model the evaluation shape runs and our greedy answers at that shape, nothing timed."""
+    merged = models.merged(lora_model(s, s.cfg.rl.seed).eval()).eval()
+    answers = sample(merged, [e.prompt_ids for e in s.evals], eos_id=s.tok.eos_token_id, pad_id=s.tok.pad_token_id,
+                     max_new_tokens=s.cfg.max_new_tokens, temperature=0.0, autocast=s.amp).responses()
+    return {"_merged": merged, "_ours_answers": answers}
+
+
 def decode_floor(s: Setup, c, params: int, rl_shape: dict, bandwidth: float) -> dict:
     """Our decode step at the RL shape against the bytes it must read (model config `c`, `params` parameters), at the
     measured bandwidth."""
@@ -575,7 +583,8 @@ def main() -> None:
         out.with_suffix(".md").write_text(markdown(result))
 
     if "sampling" in parts or "llama_cpp" in parts:
-        sp = bench_sampling(s, args)
+        # llama.cpp alone (sampling kept from an earlier run) needs the merged model and its greedy answers only
+        sp = bench_sampling(s, args) if "sampling" in parts else untimed_answers(s)
         merged, ours_answers = sp.pop("_merged"), sp.pop("_ours_answers")
         if "sampling" in parts:
             result["sampling"] = sp
